@@ -1,0 +1,60 @@
+/// What went wrong in an Interlock call, and what to do about it.
+///
+/// Environmental problems (a missing segment, permissions, a full holder table, a
+/// timeout) are errors. Misuse of a lock — unlocking what you do not hold, re-entering
+/// exclusive mode — is a programmer error and traps with a message instead.
+public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A timed acquisition reached its deadline without getting the lock. Nothing was
+    /// acquired and no trace was left.
+    case timedOut
+    /// The lock name cannot be used: `reason` says why.
+    case invalidName(String, reason: String)
+    /// No named lock exists with this name (and the options said not to create one).
+    case notFound(name: String)
+    /// A named lock with this name exists already (and the options asked to create it).
+    case alreadyExists(name: String)
+    /// The operating system refused access to the named lock's segment.
+    case permissionDenied(name: String)
+    /// The segment exists but is not a lock this version of Interlock can use.
+    case incompatibleSegment(name: String, reason: String)
+    /// The segment can be written by other users or groups than the caller asked for.
+    case insecureSegment(name: String, mode: UInt32)
+    /// Every entry of the holder table belongs to a live process.
+    case holderTableFull(name: String?, capacity: Int)
+    /// The segment exists but its creator never finished initialising it.
+    case notReady(name: String)
+    /// `remove(named:)` refused: live processes still use the lock.
+    case liveHolders(name: String, count: Int)
+    /// A system call failed unexpectedly.
+    case systemCall(String, errno: Int32)
+
+    /// A sentence that says what happened and what to do.
+    public var description: String {
+        switch self {
+        case .timedOut:
+            return "timed out waiting for the lock; nothing was acquired (retry, or use a longer timeout)"
+        case .invalidName(let name, let reason):
+            return "invalid lock name \"\(name)\": \(reason)"
+        case .notFound(let name):
+            return "no lock named \"\(name)\" exists; create it first (NamedLockOptions.creation = .openOrCreate)"
+        case .alreadyExists(let name):
+            return "a lock named \"\(name)\" already exists; open it instead, or remove it first (interlock remove \(name))"
+        case .permissionDenied(let name):
+            return "permission denied for lock \"\(name)\"; it belongs to another user, or was not shared with your group"
+        case .incompatibleSegment(let name, let reason):
+            return "the segment of lock \"\(name)\" cannot be used: \(reason); remove it (interlock remove \(name) --force) if no program uses it"
+        case .insecureSegment(let name, let mode):
+            return "lock \"\(name)\" has mode \(String(mode & 0o777, radix: 8)), writable by others; "
+                + "remove and recreate it, or set NamedLockOptions.allowInsecurePermissions to accept it"
+        case .holderTableFull(let name, let capacity):
+            return "the holder table\(name.map { " of lock \"\($0)\"" } ?? "") is full: \(capacity) live processes use it; "
+                + "create the lock with a larger capacity"
+        case .notReady(let name):
+            return "lock \"\(name)\" was never initialised by its creator (did it crash?); remove it (interlock remove \(name) --force) and retry"
+        case .liveHolders(let name, let count):
+            return "lock \"\(name)\" is in use by \(count) live process\(count == 1 ? "" : "es"); stop them first, or remove with force"
+        case .systemCall(let call, let errno):
+            return "\(call) failed: \(Errno(errno).description) (errno \(errno))"
+        }
+    }
+}

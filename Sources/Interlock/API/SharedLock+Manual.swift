@@ -1,0 +1,161 @@
+import Synchronization
+
+// The manual forms: lock and unlock calls for code that cannot use a closure.
+//
+// These are the unsafe way to use a `SharedLock`: nothing ties an unlock to its lock.
+// Prefer `withShared` and `withExclusive`, which cannot forget to unlock.
+
+extension SharedLock {
+    // MARK: Shared
+
+    /// Acquires shared mode, waiting as long as it takes.
+    ///
+    /// - Warning: The manual, unsafe form: every call must be balanced by exactly one
+    ///   ``unlockShared()`` on the same thread. Prefer ``withShared(_:)``. Shared mode is
+    ///   not recursive: calling this again on a thread that holds it deadlocks if a writer
+    ///   is waiting.
+    @inlinable
+    public func lockShared() {
+        let state = LocalState(local.get())
+        state.lockSharedThread()
+        if let segment {
+            if case .failure(let error) = state.enterShared(segment, deadline: nil, tryOnly: false) {
+                state.unlockSharedThread()
+                unavailable(error)
+            }
+        }
+    }
+
+    /// Acquires shared mode if that is possible without waiting.
+    ///
+    /// Fails when a writer holds the lock or waits for it. It does not fail spuriously.
+    ///
+    /// - Returns: whether shared mode was acquired; if so, call ``unlockShared()`` later.
+    /// - Warning: The manual, unsafe form; prefer ``withSharedIfAvailable(_:)``.
+    @inlinable
+    public func tryLockShared() -> Bool {
+        let state = LocalState(local.get())
+        guard state.tryLockSharedThread() else { return false }
+        if let segment, !state.enterShared(segment, deadline: nil, tryOnly: true).isSuccess {
+            state.unlockSharedThread()
+            return false
+        }
+        return true
+    }
+
+    /// Acquires shared mode, waiting at most `timeout` (on the monotonic clock).
+    ///
+    /// - Parameter timeout: the longest wait; zero or negative tries once.
+    /// - Throws: ``InterlockError/timedOut`` if the lock could not be acquired in time
+    ///   (nothing is left acquired), or ``InterlockError/holderTableFull(name:capacity:)``.
+    /// - Warning: The manual, unsafe form; prefer ``withShared(timeout:_:)``.
+    public func lockShared(timeout: Duration) throws(InterlockError) {
+        let deadline = SharedLock.deadline(after: timeout)
+        let state = LocalState(local.get())
+        guard state.lockSharedThread(deadline: deadline) else { throw .timedOut }
+        if let segment, case .failure(let error) = state.enterShared(segment, deadline: deadline, tryOnly: false) {
+            state.unlockSharedThread()
+            throw error
+        }
+    }
+
+    /// Releases shared mode held by the calling thread.
+    ///
+    /// - Warning: The manual, unsafe form. Calling it without holding shared mode, or
+    ///   while holding exclusive mode, traps.
+    @inlinable
+    public func unlockShared() {
+        let state = LocalState(local.get())
+        if let segment { state.leaveShared(segment) }
+        state.unlockSharedThread()
+    }
+
+    // MARK: Exclusive
+
+    /// Acquires exclusive mode, waiting as long as it takes.
+    ///
+    /// - Warning: The manual, unsafe form: balance it with exactly one
+    ///   ``unlockExclusive()`` on the same thread. Prefer ``withExclusive(_:)``.
+    ///   Exclusive mode is not recursive: calling this on the thread that holds it traps.
+    @inlinable
+    public func lockExclusive() {
+        let state = LocalState(local.get())
+        state.lockExclusiveThread()
+        if let segment {
+            if case .failure(let error) = state.enterExclusive(segment, deadline: nil, tryOnly: false) {
+                state.unlockExclusiveThread()
+                unavailable(error)
+            }
+        }
+    }
+
+    /// Acquires exclusive mode if that is possible without waiting.
+    ///
+    /// - Returns: whether exclusive mode was acquired; if so, call ``unlockExclusive()``.
+    /// - Warning: The manual, unsafe form; prefer ``withExclusiveIfAvailable(_:)``.
+    @inlinable
+    public func tryLockExclusive() -> Bool {
+        let state = LocalState(local.get())
+        guard state.tryLockExclusiveThread() else { return false }
+        if let segment, !state.enterExclusive(segment, deadline: nil, tryOnly: true).isSuccess {
+            state.unlockExclusiveThread()
+            return false
+        }
+        return true
+    }
+
+    /// Acquires exclusive mode, waiting at most `timeout` (on the monotonic clock).
+    ///
+    /// A writer that times out withdraws its "writer waiting" mark: readers are not held
+    /// back by a writer that gave up.
+    ///
+    /// - Parameter timeout: the longest wait; zero or negative tries once.
+    /// - Throws: ``InterlockError/timedOut`` (nothing is left acquired), or
+    ///   ``InterlockError/holderTableFull(name:capacity:)``.
+    /// - Warning: The manual, unsafe form; prefer ``withExclusive(timeout:_:)``.
+    public func lockExclusive(timeout: Duration) throws(InterlockError) {
+        let deadline = SharedLock.deadline(after: timeout)
+        let state = LocalState(local.get())
+        guard state.lockExclusiveThread(deadline: deadline) else { throw .timedOut }
+        if let segment, case .failure(let error) = state.enterExclusive(segment, deadline: deadline, tryOnly: false) {
+            state.unlockExclusiveThread()
+            throw error
+        }
+    }
+
+    /// Releases exclusive mode held by the calling thread.
+    ///
+    /// - Warning: The manual, unsafe form. Calling it on a thread that does not hold
+    ///   exclusive mode traps.
+    @inlinable
+    public func unlockExclusive() {
+        let state = LocalState(local.get())
+        if let segment {
+            if _slowPath(state.owner.pointee.load(ordering: .relaxed) != currentThreadID()) {
+                misuse("unlockExclusive() on a thread that does not hold this lock in exclusive mode")
+            }
+            state.leaveExclusive(segment)
+        }
+        state.unlockExclusiveThread()
+    }
+
+    // MARK: Helpers
+
+    /// The absolute CLOCK_MONOTONIC deadline `timeout` from now, in nanoseconds.
+    @usableFromInline
+    static func deadline(after timeout: Duration) -> Int64 {
+        let (seconds, attoseconds) = timeout.components
+        let now = Sys.monotonicNanoseconds()
+        if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return now }
+        let ns = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if ns.overflow { return Int64.max }
+        let (sum, overflow) = now.addingReportingOverflow(ns.partialValue &+ attoseconds / 1_000_000_000)
+        return overflow ? Int64.max : sum
+    }
+
+    /// A blocking acquisition could not register this process (a full holder table).
+    @usableFromInline @inline(never)
+    func unavailable(_ error: InterlockError) -> Never {
+        fatalError("Interlock: \(error). Use a timed form (lockShared(timeout:)) to get this as an error.")
+    }
+}

@@ -1,0 +1,180 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// The per-process shared-holder count of a process-scoped lock (`LocalState.readers`).
+///
+/// Only a process's first shared holder in and last one out touch the state word;
+/// threads in between change this process-local word alone (plus one load of the
+/// state word, for writer preference).
+///
+/// Bits:
+/// - 0…29 (`count`): threads of this process holding shared mode at the process level.
+///   Non-zero only while this process is counted in the state word.
+/// - 30 (`parked`): a thread sleeps on this word's (private) futex, waiting for `busy`
+///   to clear.
+/// - 31 (`busy`): a thread is moving this process into or out of the state word; the
+///   others wait.
+@usableFromInline
+enum Readers {
+    @usableFromInline static let countMask: UInt32 = (1 << 30) - 1
+    @usableFromInline static let parked: UInt32 = 1 << 30
+    @usableFromInline static let busy: UInt32 = 1 << 31
+}
+
+extension LocalState {
+    /// This process's holder-table entry, registering on first use.
+    /// Called only under process-level serialisation (busy bit, or the exclusive rwlock).
+    @usableFromInline
+    func entry(in segment: Segment) -> Result<Entry, InterlockError> {
+        if slot >= 0 { return .success(segment.entry(slot)) }
+        if startTime == 0 { startTime = ProcessIdentity.currentStartTime() }
+        guard let s = segment.register(pid: pid, startTime: startTime) else {
+            return .failure(.holderTableFull(name: nil, capacity: segment.capacity))
+        }
+        slot = s
+        return .success(segment.entry(s))
+    }
+
+    // MARK: Shared
+
+    /// Process-level part of a shared acquire (the caller holds the thread-level rdlock).
+    @inlinable @inline(__always)
+    func enterShared(_ segment: Segment, deadline: Int64?, tryOnly: Bool) -> Result<Void, InterlockError> {
+        let r = readers.pointee.load(ordering: .relaxed)
+        if _fastPath(r & Readers.busy == 0 && r & Readers.countMask != 0
+            && segment.state.pointee.load(ordering: .relaxed) & StateWord.waitingMask == 0) {
+            if readers.pointee.compareExchange(expected: r, desired: r + 1, ordering: .acquiring).exchanged {
+                return .success(())
+            }
+        }
+        return enterSharedSlow(segment, deadline: deadline, tryOnly: tryOnly)
+    }
+
+    @usableFromInline @inline(never)
+    func enterSharedSlow(_ segment: Segment, deadline: Int64?, tryOnly: Bool) -> Result<Void, InterlockError> {
+        var waiter = Waiter(deadline: deadline)
+        while true {
+            let r = readers.pointee.load(ordering: .acquiring)
+            if r & Readers.busy != 0 {
+                if tryOnly || !parkOnReaders(r, deadline: deadline) { return .failure(.timedOut) }
+                continue
+            }
+            if r & Readers.countMask != 0 {
+                // This process already holds shared mode; still defer to waiting writers.
+                let s = segment.state.pointee.load(ordering: .acquiring)
+                if s & StateWord.waitingMask != 0 {
+                    if tryOnly || !segment.wait(observed: s, pid: pid, waiter: &waiter) { return .failure(.timedOut) }
+                    continue
+                }
+                if readers.pointee.compareExchange(expected: r, desired: r + 1, ordering: .acquiring).exchanged {
+                    return .success(())
+                }
+                continue
+            }
+            // First holder of this process: move it into the state word.
+            guard readers.pointee.compareExchange(
+                expected: r, desired: Readers.busy | (r & Readers.parked), ordering: .acquiring).exchanged
+            else { continue }
+            let result: Result<Void, InterlockError>
+            switch entry(in: segment) {
+            case .failure(let e):
+                result = .failure(e)
+            case .success(let e):
+                result = segment.acquireShared(entry: e, pid: pid, waiter: &waiter, tryOnly: tryOnly)
+                    ? .success(()) : .failure(.timedOut)
+            }
+            let old = readers.pointee.exchange(result.isSuccess ? 1 : 0, ordering: .acquiringAndReleasing)
+            if old & Readers.parked != 0 { Sys.futexWakeAll(readers, processShared: false) }
+            return result
+        }
+    }
+
+    /// Process-level part of a shared release (before the thread-level unlock).
+    @inlinable @inline(__always)
+    func leaveShared(_ segment: Segment) {
+        let r = readers.pointee.load(ordering: .relaxed)
+        if _fastPath(r & Readers.busy == 0 && r & Readers.countMask > 1) {
+            if readers.pointee.compareExchange(expected: r, desired: r - 1, ordering: .releasing).exchanged { return }
+        }
+        leaveSharedSlow(segment)
+    }
+
+    @usableFromInline @inline(never)
+    func leaveSharedSlow(_ segment: Segment) {
+        while true {
+            let r = readers.pointee.load(ordering: .acquiring)
+            if r & Readers.busy != 0 { _ = parkOnReaders(r, deadline: nil); continue }
+            let count = r & Readers.countMask
+            if count == 0 { misuse("unlockShared() called, but this process holds no shared mode on this lock") }
+            if count > 1 {
+                if readers.pointee.compareExchange(expected: r, desired: r - 1, ordering: .releasing).exchanged { return }
+                continue
+            }
+            guard readers.pointee.compareExchange(
+                expected: r, desired: Readers.busy | (r & Readers.parked), ordering: .acquiringAndReleasing).exchanged
+            else { continue }
+            segment.releaseShared(entry: segment.entry(slot), pid: pid)
+            let old = readers.pointee.exchange(0, ordering: .acquiringAndReleasing)
+            if old & Readers.parked != 0 { Sys.futexWakeAll(readers, processShared: false) }
+            return
+        }
+    }
+
+    /// Sleeps until the readers word changes from `r` (which has `busy` set).
+    /// Returns false at the deadline.
+    @usableFromInline
+    func parkOnReaders(_ r: UInt32, deadline: Int64?) -> Bool {
+        for _ in 0..<Gate.spinRounds {
+            if readers.pointee.load(ordering: .relaxed) != r { return true }
+            Sys.spinHint()
+        }
+        var expected = r
+        if r & Readers.parked == 0 {
+            guard readers.pointee.compareExchange(expected: r, desired: r | Readers.parked, ordering: .relaxed).exchanged
+            else { return true }
+            expected = r | Readers.parked
+        }
+        var timeout: Int64? = nil
+        if let deadline {
+            let left = deadline - Sys.monotonicNanoseconds()
+            if left <= 0 { return false }
+            timeout = left
+        }
+        Sys.futexWait(readers, expected: expected, timeoutNanoseconds: timeout, processShared: false)
+        return true
+    }
+
+    // MARK: Exclusive
+
+    /// Process-level part of an exclusive acquire (the caller holds the thread-level
+    /// exclusive lock, which serialises this with every other process-level step of ours).
+    @usableFromInline
+    func enterExclusive(_ segment: Segment, deadline: Int64?, tryOnly: Bool) -> Result<Void, InterlockError> {
+        let e: Entry
+        switch entry(in: segment) {
+        case .failure(let error): return .failure(error)
+        case .success(let entry): e = entry
+        }
+        var waiter = Waiter(deadline: deadline)
+        guard let died = segment.acquireExclusive(entry: e, pid: pid, waiter: &waiter, tryOnly: tryOnly) else {
+            return .failure(.timedOut)
+        }
+        ownerDied = died
+        return .success(())
+    }
+
+    @usableFromInline
+    func leaveExclusive(_ segment: Segment) {
+        ownerDied = false
+        segment.releaseExclusive(entry: segment.entry(slot), pid: pid)
+    }
+}
+
+extension Result {
+    @usableFromInline var isSuccess: Bool {
+        if case .success = self { return true }
+        return false
+    }
+}
