@@ -1,0 +1,15 @@
+// Interlock benchmarks: ours side by side with baselines, in one run. One file per group:
+//   Uncontended.swift   acquire+release pairs, every scope vs pthread_rwlock, Mutex, fcntl OFD
+//   Contended.swift     2 threads / 2 processes, read/write mixes, vs pthread_rwlock both kinds
+//   ReaderFlood.swift   a writer's wait while two readers hold back to back
+//   LocalStorage.swift  ThreadLocal/ProcessLocal reads vs pthread_getspecific and a global
+// `Benchmarks/compare.sh` runs them and prints ours ÷ baseline per group.
+
+import Benchmark
+
+let benchmarks: @Sendable () -> Void = {
+    registerUncontended()
+    registerContended()
+    registerReaderFlood()
+    registerLocalStorage()
+}

@@ -1,0 +1,87 @@
+// Group 1: one thread, nobody else around: the cost of an acquire+release pair.
+//
+// Ours in each scope (threads, fork-shared memory, named segment) against:
+//   - raw pthread_rwlock, glibc default (reader-preferring) and writer-preferring kinds,
+//   - Synchronization.Mutex (exclusive only: it has no shared mode),
+//   - an fcntl OFD lock on a temporary file (the file-lock approach: fasteners and friends).
+// Also ours through the closure API (`withShared`/`withExclusive`), which callers normally use.
+//
+// Gated: zero mallocs per acquire+release (Thresholds/, see Settings.mallocGate).
+
+import Benchmark
+import Interlock
+import Synchronization
+
+func registerUncontended() {
+    let configuration = Benchmark.Configuration(
+        metrics: [.wallClock, .throughput, .mallocCountTotal],
+        warmupIterations: 10,
+        scalingFactor: .kilo,
+        maxDuration: Settings.maxDuration,
+        maxIterations: Settings.maxIterations(10_000),
+        thresholds: Settings.mallocGate
+    )
+    let counter = GuardedCounter(pointer: .allocate(capacity: 1))
+    counter.pointer.initialize(to: 0)
+
+    func pair<Lock: ReaderWriterLock>(_ label: String, _ make: @escaping () throws -> Lock, undo: @escaping (Lock) throws -> Void = { _ in }) {
+        let shared = Fixture(make, undo: undo)
+        Benchmark("Uncontended.shared.\(label)", configuration: configuration, closure: { benchmark in
+            let lock = shared.current
+            for _ in benchmark.scaledIterations {
+                lock.lockShared()
+                blackHole(counter.read())
+                lock.unlockShared()
+            }
+        }, setup: { try shared.setUp() }, teardown: { try shared.tearDown() })
+
+        let exclusive = Fixture(make, undo: undo)
+        Benchmark("Uncontended.exclusive.\(label)", configuration: configuration, closure: { benchmark in
+            let lock = exclusive.current
+            for _ in benchmark.scaledIterations {
+                lock.lockExclusive()
+                counter.increment()
+                lock.unlockExclusive()
+            }
+        }, setup: { try exclusive.setUp() }, teardown: { try exclusive.tearDown() })
+    }
+
+    // Ours, manual forms, one per scope.
+    pair("SharedLock-threads") { SharedLock() }
+    pair("SharedLock-forkShared") { try SharedLock.forkShared() }
+    pair("SharedLock-named", { try SharedLock(named: uniqueLockName("uncontended")) }, undo: removeIfNamed)
+
+    // Baselines.
+    pair(RawRWLock.Kind.readerPreferring.rawValue) { RawRWLock(.readerPreferring) }
+    pair(RawRWLock.Kind.writerPreferring.rawValue) { RawRWLock(.writerPreferring) }
+    pair("fcntl-OFD") { OFDLock() }
+
+    // Ours through the closure API, threads scope.
+    let closureForm = Fixture { SharedLock() }
+    Benchmark("Uncontended.shared.SharedLock-threads-withShared", configuration: configuration, closure: { benchmark in
+        let lock = closureForm.current
+        for _ in benchmark.scaledIterations {
+            lock.withShared { blackHole(counter.read()) }
+        }
+    }, setup: { try closureForm.setUp() }, teardown: { try closureForm.tearDown() })
+    Benchmark("Uncontended.exclusive.SharedLock-threads-withExclusive", configuration: configuration, closure: { benchmark in
+        let lock = closureForm.current
+        for _ in benchmark.scaledIterations {
+            lock.withExclusive { counter.increment() }
+        }
+    }, setup: { try closureForm.setUp() }, teardown: { try closureForm.tearDown() })
+
+    // Synchronization.Mutex: the standard library's exclusive lock.
+    let mutex = Fixture { MutexBox() }
+    Benchmark("Uncontended.exclusive.Mutex", configuration: configuration, closure: { benchmark in
+        let box = mutex.current
+        for _ in benchmark.scaledIterations {
+            box.mutex.withLock { $0 &+= 1 }
+        }
+    }, setup: { try mutex.setUp() }, teardown: { try mutex.tearDown() })
+}
+
+/// A `Mutex` at a stable address (it is ~Copyable; a class holds it in place).
+final class MutexBox: Sendable {
+    let mutex = Mutex(0)
+}

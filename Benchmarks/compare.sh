@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Runs the Interlock benchmarks and prints what matters: ours ÷ baseline per group, as markdown
+# tables (the README table), then each performance target with PASS/MISS.
+#
+# Usage: Benchmarks/compare.sh [--quick] [--from FILE] [--save FILE] [GROUP...]
+#   GROUP        uncontended | contended | flood | local   (default: all four)
+#   --quick      short runs (~0.3 s per benchmark instead of ~1 s): noisier, for CI and smoke tests
+#   --from FILE  do not run: parse the markdown a previous run saved
+#   --save FILE  where to keep this run's raw output (default: Benchmarks/.build/compare-last.md)
+#   --strict     exit 1 when a target is missed
+#   --check-mallocs
+#                only gate the checked-in malloc thresholds (Thresholds/<swift major.minor>/):
+#                ours must not allocate per acquire+release or per local read (for CI, ~15 s)
+#
+# Environment (read by the benchmark executable; see Support/Settings.swift):
+#   INTERLOCK_BENCH_MAX_DURATION_MS, INTERLOCK_BENCH_MAX_ITERATIONS
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+from=""
+save="$root/Benchmarks/.build/compare-last.md"
+strict=0
+check_mallocs=0
+groups=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) export INTERLOCK_BENCH_MAX_DURATION_MS="${INTERLOCK_BENCH_MAX_DURATION_MS:-300}" ;;
+        --from) from="$2"; shift ;;
+        --save) save="$2"; shift ;;
+        --strict) strict=1 ;;
+        --check-mallocs) check_mallocs=1 ;;
+        uncontended|contended|flood|local) groups+=("$1") ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ ${#groups[@]} -eq 0 ] && groups=(uncontended contended flood local)
+
+if [ "$check_mallocs" = 1 ]; then
+    version="$(swift --version 2>&1 | sed -n 's/.*Swift version \([0-9]*\.[0-9]*\).*/\1/p' | head -n 1)"
+    thresholds="$root/Benchmarks/Thresholds/$version"
+    [ -d "$thresholds" ] || { echo "compare.sh: no thresholds for Swift $version at $thresholds" >&2; exit 1; }
+    cd "$root"
+    INTERLOCK_BENCH_MAX_DURATION_MS="${INTERLOCK_BENCH_MAX_DURATION_MS:-200}" \
+        exec swift package --package-path Benchmarks benchmark thresholds check --path "$thresholds" \
+        --filter '^(Uncontended\..*SharedLock.*|Local\.(Thread|Process)Local)$' --metric mallocCountTotal --no-progress
+fi
+
+# Benchmark names start with the group: Uncontended., Contended., ReaderFlood., Local.
+filter=""
+prefixes=""
+for group in "${groups[@]}"; do
+    case "$group" in
+        uncontended) prefix="Uncontended" ;;
+        contended) prefix="Contended" ;;
+        flood) prefix="ReaderFlood" ;;
+        local) prefix="Local" ;;
+    esac
+    filter="${filter:+$filter|}^$prefix\\..*"
+    prefixes="$prefixes $prefix."
+done
+
+if [ -z "$from" ]; then
+    mkdir -p "$(dirname "$save")"
+    # --scale shows raw per-iteration values (more digits than the per-operation view);
+    # the parser divides by the operations per iteration itself.
+    (cd "$root" && swift package --package-path Benchmarks benchmark \
+        --filter "$filter" --format markdown --path stdout --scale --time-units nanoseconds \
+        --no-progress) > "$save"
+    from="$save"
+fi
+
+STRICT="$strict" PREFIXES="$prefixes" python3 - "$from" <<'PYTHON'
+import os, re, sys
+
+# Operations per iteration: the scalingFactor each group's file configures.
+OPS = {"Uncontended": 1_000, "Local": 1_000, "Contended": 1_000_000, "ReaderFlood": 1}
+MULTIPLIER = {"K": 1e3, "M": 1e6, "G": 1e9, "ns": 1, "μs": 1e3, "us": 1e3, "ms": 1e6, "s": 1e9}
+COLUMNS = ["p0", "p25", "p50", "p75", "p90", "p99", "p100"]
+
+def metric_key(label):
+    if label.startswith("Time (wall clock)"): return "wall"
+    if label.startswith("Throughput"): return "throughput"
+    if label.startswith("Malloc (total)"): return "malloc"
+    if label.startswith("writerWait"): return "writerWait"
+    if label.startswith("readerOps"): return "readerOps"
+    if label.startswith("parallelism"): return "parallelism"
+    return None
+
+def number(text):
+    text = text.strip().replace(",", "")
+    return float(text) if text else float("nan")
+
+results = {}
+name = None
+for line in open(sys.argv[1], encoding="utf-8"):
+    line = line.rstrip("\n")
+    if line.startswith("### "):
+        name = line[4:].strip()
+        if not name.startswith(tuple(os.environ["PREFIXES"].split())):
+            name = None  # a group not asked for (--from a fuller run)
+            continue
+        results[name] = {}
+    elif name and line.startswith("|") and not line.startswith("|:") and "Metric" not in line:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        label = cells[0].rstrip(" *")
+        key = metric_key(label)
+        if key is None or len(cells) < 8:
+            continue
+        units = re.findall(r"\(([^()]*)\)", label)
+        factor = MULTIPLIER.get(units[-1], 1) if units else 1
+        results[name][key] = {c: number(v) * factor for c, v in zip(COLUMNS, cells[1:8])}
+
+if not results:
+    sys.exit("compare.sh: no benchmark results in " + sys.argv[1])
+
+def get(name, key="wall", column="p50"):
+    return results.get(name, {}).get(key, {}).get(column)
+
+def per_op(name, column="p50"):
+    value = get(name, "wall", column)
+    return None if value is None else value / OPS[name.split(".")[0]]
+
+def fmt(value, digits=1):
+    if value is None: return "–"
+    if value >= 100: return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+def fmt_ratio(value):
+    return "–" if value is None else f"{value:.2f}×"
+
+def table(header, rows):
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+targets = []  # (description, measured, passed)
+def target(description, measured, passed):
+    if passed is not None:
+        targets.append((description, measured, passed))
+
+OURS = ["SharedLock-threads", "SharedLock-forkShared", "SharedLock-named"]
+
+# Group 1 ---------------------------------------------------------------------------------------
+if any(n.startswith("Uncontended.") for n in results):
+    print("## Uncontended acquire+release (ns per pair, median; ratio to raw pthread_rwlock default)\n")
+    rows = []
+    labels = OURS[:1] + ["SharedLock-threads (closure)"] + OURS[1:] + \
+        ["pthread-default", "pthread-preferWriter", "Mutex", "fcntl-OFD"]
+    for label in labels:
+        row = [label]
+        for mode in ("shared", "exclusive"):
+            if label == "SharedLock-threads (closure)":
+                bench = f"Uncontended.{mode}.SharedLock-threads-" + ("withShared" if mode == "shared" else "withExclusive")
+            else:
+                bench = f"Uncontended.{mode}.{label}"
+            ns = per_op(bench)
+            row += [fmt(ns), fmt_ratio(ratio(ns, per_op(f"Uncontended.{mode}.pthread-default")))]
+        mallocs = [get(f"Uncontended.{m}.{label}", "malloc", "p90") for m in ("shared", "exclusive")]
+        mallocs = [m for m in mallocs if m is not None]
+        row.append(fmt(max(mallocs) / OPS["Uncontended"], 3) if mallocs else "–")
+        rows.append(row)
+    table(["lock", "shared ns", "÷ pthread", "exclusive ns", "÷ pthread", "mallocs/pair (p90)"], rows)
+
+    rows = []
+    for label in OURS:
+        row = [label]
+        for mode in ("shared", "exclusive"):
+            row.append(fmt_ratio(ratio(per_op(f"Uncontended.{mode}.fcntl-OFD"), per_op(f"Uncontended.{mode}.{label}"))))
+        rows.append(row)
+    print("fcntl OFD lock time ÷ ours (how many times faster ours is):\n")
+    table(["lock", "shared", "exclusive"], rows)
+
+    for mode in ("shared", "exclusive"):
+        base = per_op(f"Uncontended.{mode}.pthread-default")
+        r = ratio(per_op(f"Uncontended.{mode}.SharedLock-threads"), base)
+        if mode == "shared":
+            target("threads scope shared pair ≤ 1.1× pthread_rwlock default", fmt_ratio(r), None if r is None else r <= 1.1)
+        for label in OURS[1:]:
+            r = ratio(per_op(f"Uncontended.{mode}.{label}"), base)
+            target(f"{label} {mode} pair ≤ 1.5× pthread_rwlock default", fmt_ratio(r), None if r is None else r <= 1.5)
+        for label in OURS:
+            r = ratio(per_op(f"Uncontended.{mode}.fcntl-OFD"), per_op(f"Uncontended.{mode}.{label}"))
+            target(f"{label} {mode} ≥ 50× faster than fcntl OFD", fmt_ratio(r), None if r is None else r >= 50)
+        for label in OURS + ["SharedLock-threads-withShared", "SharedLock-threads-withExclusive"]:
+            m = get(f"Uncontended.{mode}.{label}", "malloc", "p90")
+            if m is not None:
+                # Per iteration of 1,000 pairs; the harness itself may add a few.
+                target(f"{label} {mode}: zero mallocs per acquire+release", f"{m:.0f} per 1,000 pairs (p90)", m < 10)
+
+# Group 2 ---------------------------------------------------------------------------------------
+if any(n.startswith("Contended.") for n in results):
+    print("## Contended, 2 parties (ns per operation, median; throughput ratio ours ÷ baseline, > 1 is faster)\n")
+    rows = []
+    for mix, title in (("read100", "100% read"), ("read90", "90/10"), ("read50", "50/50"), ("write100", "100% write")):
+        for ours, suffix in (("SharedLock-threads", ""), ("SharedLock-forkShared-2proc", "-2proc"), ("SharedLock-named-2proc", "-2proc")):
+            ns = per_op(f"Contended.{mix}.{ours}")
+            default = per_op(f"Contended.{mix}.pthread-default{suffix}")
+            writer = per_op(f"Contended.{mix}.pthread-preferWriter{suffix}")
+            if ns is None:
+                continue
+            par = lambda bench: fmt(get(f"Contended.{mix}.{bench}", "parallelism"), 0)
+            rows.append([title, ours, fmt(ns), fmt(default), fmt(writer),
+                         fmt_ratio(ratio(default, ns)), fmt_ratio(ratio(writer, ns)),
+                         " / ".join([par(ours), par(f"pthread-default{suffix}"), par(f"pthread-preferWriter{suffix}")])])
+            if mix == "read90":
+                r = ratio(default, ns)
+                target(f"{ours} 90/10 throughput ≥ pthread default{suffix}", fmt_ratio(r), None if r is None else r >= 1.0)
+    table(["mix", "ours", "ours ns", "pthread default ns", "pthread preferWriter ns", "vs default", "vs preferWriter",
+           "parallelism % (ours / default / preferWriter)"], rows)
+    print("parallelism: both parties' CPU time ÷ wall time (200: both ran throughout; ~100: one at a time,"
+          " because the lock put one to sleep or the machine was busy).\n")
+
+# Group 3 ---------------------------------------------------------------------------------------
+if any(n.startswith("ReaderFlood.") for n in results):
+    print("## Writer wait under a reader flood (µs per exclusive acquire; readers' shared acquisitions per ms)\n")
+    rows = []
+    default_max = get("ReaderFlood.pthread-default", "writerWait", "p100")
+    for label in ("SharedLock-threads", "SharedLock-forkShared", "pthread-default", "pthread-preferWriter"):
+        bench = f"ReaderFlood.{label}"
+        if bench not in results:
+            continue
+        wait = lambda c: None if get(bench, "writerWait", c) is None else get(bench, "writerWait", c) / 1e3
+        rows.append([label, fmt(wait("p50")), fmt(wait("p99")), fmt(wait("p100")),
+                     fmt(get(bench, "readerOps", "p50"), 0),
+                     fmt_ratio(ratio(get(bench, "writerWait", "p100"), default_max))])
+        if label.startswith("SharedLock"):
+            p50 = wait("p50")
+            target(f"{label} flood: writer median wait ≤ 100 µs", f"{fmt(p50)} µs", None if p50 is None else p50 <= 100)
+            r = ratio(get(bench, "writerWait", "p100"), default_max)
+            target(f"{label} flood: worst wait ≤ ¼ of pthread default's", fmt_ratio(r), None if r is None else r <= 0.25)
+    table(["lock", "wait p50", "wait p99", "wait max", "reader ops/ms", "max ÷ default's max"], rows)
+
+# Group 4 ---------------------------------------------------------------------------------------
+if any(n.startswith("Local.") for n in results):
+    print("## Per-thread / per-process storage read (ns per read, median)\n")
+    base = per_op("Local.pthread_getspecific")
+    rows = []
+    for label in ("ThreadLocal", "ProcessLocal", "pthread_getspecific", "global"):
+        ns = per_op(f"Local.{label}")
+        rows.append([label, fmt(ns, 2), fmt_ratio(ratio(ns, base))])
+        if label in ("ThreadLocal", "ProcessLocal"):
+            r = ratio(ns, base)
+            target(f"{label}.value read ≤ 1.5× pthread_getspecific", fmt_ratio(r), None if r is None else r <= 1.5)
+            m = get(f"Local.{label}", "malloc", "p90")
+            if m is not None:
+                target(f"{label}.value read: zero mallocs", f"{m:.0f} per 1,000 reads (p90)", m < 10)
+    table(["storage", "ns", "÷ pthread_getspecific"], rows)
+
+if targets:
+    print("## Targets\n")
+    table(["target", "measured", ""], [[d, m, "PASS" if p else "**MISS**"] for d, m, p in targets])
+    missed = sum(1 for _, _, p in targets if not p)
+    print(f"{len(targets) - missed} of {len(targets)} targets met.")
+    if missed and os.environ.get("STRICT") == "1":
+        sys.exit(1)
+PYTHON
