@@ -14,15 +14,20 @@ extension SharedLock {
     ///   ``unlockShared()`` on the same thread. Prefer ``withShared(_:)``. Shared mode is
     ///   not recursive: calling this again on a thread that holds it deadlocks if a writer
     ///   is waiting.
-    @inlinable
+    @inlinable @inline(__always)
     public func lockShared() {
         let state = LocalState(local.get())
         state.lockSharedThread()
-        if let segment {
-            if case .failure(let error) = state.enterShared(segment, deadline: nil, tryOnly: false) {
-                state.unlockSharedThread()
-                unavailable(error)
-            }
+        if let segment { lockSharedProcess(state, segment) }
+    }
+
+    /// The process-level half of ``lockShared()``, kept out of line so the
+    /// threads-scope fast path stays small enough to inline.
+    @usableFromInline @inline(never)
+    func lockSharedProcess(_ state: LocalState, _ segment: Segment) {
+        if case .failure(let error) = state.enterShared(segment, deadline: nil, tryOnly: false) {
+            state.unlockSharedThread()
+            unavailable(error)
         }
     }
 
@@ -63,7 +68,7 @@ extension SharedLock {
     ///
     /// - Warning: The manual, unsafe form. Calling it without holding shared mode, or
     ///   while holding exclusive mode, traps.
-    @inlinable
+    @inlinable @inline(__always)
     public func unlockShared() {
         let state = LocalState(local.get())
         if let segment { state.leaveShared(segment) }
@@ -77,15 +82,19 @@ extension SharedLock {
     /// - Warning: The manual, unsafe form: balance it with exactly one
     ///   ``unlockExclusive()`` on the same thread. Prefer ``withExclusive(_:)``.
     ///   Exclusive mode is not recursive: calling this on the thread that holds it traps.
-    @inlinable
+    @inlinable @inline(__always)
     public func lockExclusive() {
         let state = LocalState(local.get())
         state.lockExclusiveThread()
-        if let segment {
-            if case .failure(let error) = state.enterExclusive(segment, deadline: nil, tryOnly: false) {
-                state.unlockExclusiveThread()
-                unavailable(error)
-            }
+        if let segment { lockExclusiveProcess(state, segment) }
+    }
+
+    /// The process-level half of ``lockExclusive()``, out of line (see ``lockShared()``).
+    @usableFromInline @inline(never)
+    func lockExclusiveProcess(_ state: LocalState, _ segment: Segment) {
+        if case .failure(let error) = state.enterExclusive(segment, deadline: nil, tryOnly: false) {
+            state.unlockExclusiveThread()
+            unavailable(error)
         }
     }
 
@@ -127,16 +136,20 @@ extension SharedLock {
     ///
     /// - Warning: The manual, unsafe form. Calling it on a thread that does not hold
     ///   exclusive mode traps.
-    @inlinable
+    @inlinable @inline(__always)
     public func unlockExclusive() {
         let state = LocalState(local.get())
-        if let segment {
-            if _slowPath(state.owner.pointee.load(ordering: .relaxed) != currentThreadID()) {
-                misuse("unlockExclusive() on a thread that does not hold this lock in exclusive mode")
-            }
-            state.leaveExclusive(segment)
-        }
+        if let segment { unlockExclusiveProcess(state, segment) }
         state.unlockExclusiveThread()
+    }
+
+    /// The process-level half of ``unlockExclusive()``, out of line.
+    @usableFromInline @inline(never)
+    func unlockExclusiveProcess(_ state: LocalState, _ segment: Segment) {
+        if state.owner.pointee.load(ordering: .relaxed) != currentThreadID() {
+            misuse("unlockExclusive() on a thread that does not hold this lock in exclusive mode")
+        }
+        state.leaveExclusive(segment)
     }
 
     // MARK: Helpers
