@@ -60,7 +60,7 @@ enum Commands {
 
     static let remove = CommandSpec(
         name: "remove",
-        summary: "Unlink a named lock's segment. Refuses while a live process holds or waits for it.",
+        summary: "Unlink a named lock's segment. Refuses while a live process has it open (is registered in its holder table): they would keep the old lock while new openers get a new one.",
         positionals: [PositionalSpec(name: "NAME", help: "The lock's name.")],
         options: [
             OptionSpec(name: "--force", kind: .flag, defaultValue: nil,

@@ -26,7 +26,7 @@ enum LockErrors {
         case .notFound(let name):
             System.printError("\(prefix): no lock named '\(name)'")
         case .liveHolders(let name, let count):
-            System.printError("\(prefix): '\(name)' has \(count) live holder\(count == 1 ? "" : "s"); stop \(count == 1 ? "it" : "them") first, or use --force")
+            System.printError("\(prefix): '\(name)' is open in \(count) live process\(count == 1 ? "" : "es"); stop \(count == 1 ? "it" : "them") first, or use --force")
         default:
             System.printError("\(prefix): \(error)")
         }

@@ -163,7 +163,7 @@ struct CLITests {
 
         let refused = try CLIRunner.run(["remove", name])
         #expect(refused.status == 1)
-        #expect(refused.stderr.contains("live holder"), "stderr: \(refused.stderr)")
+        #expect(refused.stderr.contains("live process"), "stderr: \(refused.stderr)")
         #expect(try CLIRunner.run(["inspect", name]).status == 0, "the refused remove must leave the lock")
 
         #expect(try holder.release() == 0)
