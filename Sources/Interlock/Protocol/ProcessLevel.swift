@@ -34,11 +34,7 @@ extension Segment {
         while true {
             let s = state.pointee.load(ordering: .acquiring)
             if s & blocked == 0 {
-                entry.mode.pointee.store(Entry.idle | Entry.inFlight, ordering: .releasing)
-                let (ok, _) = state.pointee.compareExchange(
-                    expected: s, desired: s + StateWord.oneShared, ordering: .acquiringAndReleasing)
-                entry.mode.pointee.store(ok ? Entry.shared : Entry.idle, ordering: .releasing)
-                if ok { return true }
+                if transition(s, s + StateWord.oneShared, entry: entry, from: Entry.idle, to: Entry.shared) { return true }
                 continue
             }
             if tryOnly || !wait(observed: s, pid: pid, waiter: &waiter) { return false }
@@ -56,10 +52,7 @@ extension Segment {
             var n = s - StateWord.oneShared
             let wake = n & StateWord.sharedMask == 0 && n & StateWord.parked != 0
             if wake { n &= ~StateWord.parked }
-            entry.mode.pointee.store(Entry.shared | Entry.inFlight, ordering: .releasing)
-            let (ok, _) = state.pointee.compareExchange(expected: s, desired: n, ordering: .acquiringAndReleasing)
-            entry.mode.pointee.store(ok ? Entry.idle : Entry.shared, ordering: .releasing)
-            if ok {
+            if transition(s, n, entry: entry, from: Entry.shared, to: Entry.idle) {
                 if wake { Sys.futexWakeAll(state, processShared: true) }
                 return
             }
