@@ -19,6 +19,8 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
     case incompatibleSegment(name: String, reason: String)
     /// The segment can be written by other users or groups than the caller asked for.
     case insecureSegment(name: String, mode: UInt32)
+    /// A holder-table capacity outside 1…4095 was asked for.
+    case invalidCapacity(Int)
     /// Every entry of the holder table belongs to a live process.
     case holderTableFull(name: String?, capacity: Int)
     /// The segment exists but its creator never finished initialising it.
@@ -46,6 +48,8 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
         case .insecureSegment(let name, let mode):
             return "lock \"\(name)\" has mode \(String(mode & 0o777, radix: 8)), writable by others; "
                 + "remove and recreate it, or set NamedLockOptions.allowInsecurePermissions to accept it"
+        case .invalidCapacity(let capacity):
+            return "invalid holder-table capacity \(capacity): choose 1 to 4095 processes"
         case .holderTableFull(let name, let capacity):
             return "the holder table\(name.map { " of lock \"\($0)\"" } ?? "") is full: \(capacity) live processes use it; "
                 + "create the lock with a larger capacity"

@@ -77,7 +77,8 @@ public final class SharedLock: @unchecked Sendable {
     ///
     /// - Parameter capacity: how many processes can use the lock at once (1…4095).
     ///   Entries of exited processes are reused.
-    /// - Throws: ``InterlockError/systemCall(_:errno:)`` if the memory cannot be mapped.
+    /// - Throws: ``InterlockError/invalidCapacity(_:)`` for a capacity outside 1…4095, or
+    ///   ``InterlockError/systemCall(_:errno:)`` if the memory cannot be mapped.
     public static func forkShared(capacity: Int = 64) throws(InterlockError) -> SharedLock {
         let segment = try Segment.anonymous(capacity: capacity).get()
         let lock = SharedLock(scope: .forkShared, segment: segment)

@@ -22,14 +22,13 @@ extension Segment {
         return .success("/interlock." + name)
     }
 
-    static func checkCapacity(_ capacity: Int) {
-        precondition(capacity >= 1 && capacity <= StateWord.maximumCapacity,
-                     "Interlock: capacity must be between 1 and \(StateWord.maximumCapacity), got \(capacity)")
+    static func checkCapacity(_ capacity: Int) -> InterlockError? {
+        capacity >= 1 && capacity <= StateWord.maximumCapacity ? nil : .invalidCapacity(capacity)
     }
 
     /// Maps a new anonymous shared segment, inherited by `fork()` children.
     static func anonymous(capacity: Int) -> Result<Segment, InterlockError> {
-        checkCapacity(capacity)
+        if let error = checkCapacity(capacity) { return .failure(error) }
         let size = byteCount(capacity: capacity)
         switch Sys.mapShared(size: size, fd: nil) {
         case .failure(let e): return .failure(.systemCall("mmap", errno: e.rawValue))
@@ -39,7 +38,7 @@ extension Segment {
 
     /// Creates or opens a named segment as the options say.
     static func named(_ name: String, options: NamedLockOptions) -> Result<Segment, InterlockError> {
-        checkCapacity(options.capacity)
+        if options.creation != .openOnly, let error = checkCapacity(options.capacity) { return .failure(error) }
         let path: String
         switch Segment.path(forName: name) {
         case .failure(let e): return .failure(e)
