@@ -12,6 +12,10 @@
 
 _Atomic(uint64_t) cinterlock_fork_generation_storage = 0;
 
+__thread long cinterlock_shared_holds __attribute__((tls_model("initial-exec")));
+
+__thread void *cinterlock_thread_slots[CINTERLOCK_THREAD_SLOTS] __attribute__((tls_model("initial-exec")));
+
 // Runs in the child right after fork(). Only async-signal-safe work is allowed
 // there (the parent may have had other threads holding any lock), so this does a
 // single lock-free atomic increment and nothing else.

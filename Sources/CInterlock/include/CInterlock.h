@@ -45,6 +45,34 @@ int cinterlock_futex_wait(uint32_t *word, uint32_t expected,
 /// woken, or -errno.
 int cinterlock_futex_wake(uint32_t *word, int count, int process_shared);
 
+/// Number of per-thread fast slots for `ThreadLocal` (instances beyond this use
+/// `pthread_getspecific` alone).
+#define CINTERLOCK_THREAD_SLOTS 64
+
+/// Per-thread fast slots: one pointer per `ThreadLocal` instance index, in the thread's
+/// static TLS block. In C because Swift has no `thread_local` storage; `initial-exec` so a
+/// read is one %fs-relative load, not a call to `__tls_get_addr`. Never touched directly
+/// from Swift (Swift cannot import thread-local variables): use the accessors.
+extern __thread void *_Nullable cinterlock_thread_slots[CINTERLOCK_THREAD_SLOTS]
+    __attribute__((tls_model("initial-exec")));
+
+/// The calling thread's fast slot `index` (0 ≤ index < CINTERLOCK_THREAD_SLOTS), or NULL.
+static inline void *_Nullable cinterlock_thread_slot(long index) {
+    return cinterlock_thread_slots[index];
+}
+
+/// Sets the calling thread's fast slot `index`.
+static inline void cinterlock_set_thread_slot(long index, void *_Nullable value) {
+    cinterlock_thread_slots[index] = value;
+}
+
+/// How many shared holds (on any `SharedLock`) the calling thread has. Used only to catch
+/// `unlockShared()` on a thread that holds no shared mode at all. In C for `__thread`.
+extern __thread long cinterlock_shared_holds __attribute__((tls_model("initial-exec")));
+
+static inline long cinterlock_thread_shared_holds(void) { return cinterlock_shared_holds; }
+static inline void cinterlock_thread_shared_holds_add(long delta) { cinterlock_shared_holds += delta; }
+
 /// A CPU hint for busy-wait loops (PAUSE on x86, YIELD on arm64). In C because
 /// Swift has no portable spelling for it.
 static inline int cinterlock_cpu_relax(void) {

@@ -71,7 +71,10 @@ extension SharedLock {
     @inlinable @inline(__always)
     public func unlockShared() {
         let state = LocalState(local.get())
-        if let segment { state.leaveShared(segment) }
+        if let segment {
+            state.checkMayUnlockShared()  // before touching the process-level count
+            state.leaveShared(segment)
+        }
         state.unlockSharedThread()
     }
 

@@ -45,13 +45,14 @@ extension LocalState {
         }
         let rc = pthread_rwlock_rdlock(rwlock)
         if _slowPath(rc != 0) { sharedAcquireFailed(rc) }
+        cinterlock_thread_shared_holds_add(1)
     }
 
     @inlinable @inline(__always)
     func tryLockSharedThread() -> Bool {
         if gate.pointee.load(ordering: .relaxed) >= Gate.oneWriter { return false }
         let rc = pthread_rwlock_tryrdlock(rwlock)
-        if rc == 0 { return true }
+        if rc == 0 { cinterlock_thread_shared_holds_add(1); return true }
         if rc == EBUSY { checkNotHoldingExclusive("tryLockShared()"); return false }
         sharedAcquireFailed(rc)
     }
@@ -63,22 +64,33 @@ extension LocalState {
         }
         var ts = Sys.makeTimespec(nanoseconds: deadline)
         let rc = cinterlock_rwlock_rdlock_until(rwlock, &ts)
-        if rc == 0 { return true }
+        if rc == 0 { cinterlock_thread_shared_holds_add(1); return true }
         if rc == ETIMEDOUT { return false }
         sharedAcquireFailed(rc)
     }
 
     @inlinable @inline(__always)
     func unlockSharedThread() {
-        // Misuse checks that cost two loads: an exclusive holder calling unlockShared(),
-        // and unlockShared() when no thread holds shared mode at all.
-        if _slowPath(owner.pointee.load(ordering: .relaxed) != 0) { checkNotHoldingExclusive("unlockShared()") }
+        // Misuse checks that cost three loads: an exclusive holder calling unlockShared(),
+        // a thread that holds no shared mode (on any lock), and no thread holding shared
+        // mode on this lock at all.
+        checkMayUnlockShared()
+        cinterlock_thread_shared_holds_add(-1)
         let readerWord = UnsafeMutableRawPointer(rwlock).assumingMemoryBound(to: Atomic<UInt32>.self)
         if _slowPath(readerWord.pointee.load(ordering: .relaxed) >> glibcReaderShift == 0) {
             misuse("unlockShared() called, but no thread holds this lock in shared mode")
         }
         let rc = pthread_rwlock_unlock(rwlock)
         if _slowPath(rc != 0) { misuse("pthread_rwlock_unlock failed (errno \(rc)) in unlockShared()") }
+    }
+
+    /// Traps if the calling thread holds exclusive mode, or no shared mode on any lock.
+    @inlinable @inline(__always)
+    func checkMayUnlockShared() {
+        if _slowPath(owner.pointee.load(ordering: .relaxed) != 0) { checkNotHoldingExclusive("unlockShared()") }
+        if _slowPath(cinterlock_thread_shared_holds() <= 0) {
+            misuse("unlockShared() on a thread that holds no lock in shared mode")
+        }
     }
 
     /// Waits until no writer is announced at the gate. Returns false at the deadline.
