@@ -3,7 +3,10 @@
 # tables (the README table), then each performance target with PASS/MISS.
 #
 # Usage: Benchmarks/compare.sh [--quick] [--from FILE] [--save FILE] [GROUP...]
-#   GROUP        uncontended | contended | flood | local   (default: all four)
+#   GROUP        uncontended | contended | flood | local | python   (default: all five)
+#                python: Python's multiprocessing_utils.local and fasteners' reader-writer file
+#                lock (pip install multiprocessing-utils fasteners), timed in the same run and
+#                compared with our ThreadLocal/ProcessLocal reads and named-lock pairs
 #   --quick      short runs (~0.3 s per benchmark instead of ~1 s): noisier, for CI and smoke tests
 #   --from FILE  do not run: parse the markdown a previous run saved
 #   --save FILE  where to keep this run's raw output (default: Benchmarks/.build/compare-last.md)
@@ -29,13 +32,13 @@ while [ $# -gt 0 ]; do
         --save) save="$2"; shift ;;
         --strict) strict=1 ;;
         --check-mallocs) check_mallocs=1 ;;
-        uncontended|contended|flood|local) groups+=("$1") ;;
+        uncontended|contended|flood|local|python) groups+=("$1") ;;
         -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
-[ ${#groups[@]} -eq 0 ] && groups=(uncontended contended flood local)
+[ ${#groups[@]} -eq 0 ] && groups=(uncontended contended flood local python)
 
 if [ "$check_mallocs" = 1 ]; then
     version="$(swift --version 2>&1 | sed -n 's/.*Swift version \([0-9]*\.[0-9]*\).*/\1/p' | head -n 1)"
@@ -50,16 +53,26 @@ fi
 # Benchmark names start with the group: Uncontended., Contended., ReaderFlood., Local.
 filter=""
 prefixes=""
+python_baselines=0
 for group in "${groups[@]}"; do
     case "$group" in
         uncontended) prefix="Uncontended" ;;
         contended) prefix="Contended" ;;
         flood) prefix="ReaderFlood" ;;
         local) prefix="Local" ;;
+        python) python_baselines=1; continue ;;
     esac
     filter="${filter:+$filter|}^$prefix\\..*"
     prefixes="$prefixes $prefix."
 done
+
+python_json="{}"
+if [ "$python_baselines" = 1 ] && [ -z "$from" ]; then
+    python_json="$(python3 "$root/Benchmarks/python_baselines.py" 2>/dev/null || echo '{}')"
+    # The comparisons need our side too.
+    case " $prefixes " in *" Uncontended. "*) ;; *) filter="${filter:+$filter|}^Uncontended\\..*SharedLock-named"; prefixes="$prefixes Uncontended." ;; esac
+    case " $prefixes " in *" Local. "*) ;; *) filter="${filter:+$filter|}^Local\\..*"; prefixes="$prefixes Local." ;; esac
+fi
 
 if [ -z "$from" ]; then
     mkdir -p "$(dirname "$save")"
@@ -71,7 +84,7 @@ if [ -z "$from" ]; then
     from="$save"
 fi
 
-STRICT="$strict" PREFIXES="$prefixes" python3 - "$from" <<'PYTHON'
+PYTHON_BASELINES="$python_json" STRICT="$strict" PREFIXES="$prefixes" python3 - "$from" <<'PYTHON'
 import os, re, sys
 
 # Operations per iteration: the scalingFactor each group's file configures.
@@ -252,6 +265,27 @@ if any(n.startswith("Local.") for n in results):
             if m is not None:
                 target(f"{label}.value read: zero mallocs", f"{m:.0f} per 1,000 reads (p90)", m < 10)
     table(["storage", "ns", "÷ pthread_getspecific"], rows)
+
+# Python baselines --------------------------------------------------------------------------------
+import json
+python = json.loads(os.environ.get("PYTHON_BASELINES") or "{}")
+if python:
+    print("## What Python users have today (ns per operation, same run; ratio = theirs ÷ ours)\n")
+    rows = []
+    for theirs, ours_bench, ours_label in (
+        ("multiprocessing_utils.local read", "Local.ThreadLocal", "ThreadLocal.value"),
+        ("multiprocessing_utils.local read", "Local.ProcessLocal", "ProcessLocal.value"),
+        ("fasteners read lock pair", "Uncontended.shared.SharedLock-named", "SharedLock(named:) shared pair"),
+        ("fasteners write lock pair", "Uncontended.exclusive.SharedLock-named", "SharedLock(named:) exclusive pair"),
+    ):
+        if theirs not in python:
+            continue
+        ns = per_op(ours_bench)
+        r = ratio(python[theirs], ns)
+        rows.append([theirs, fmt(python[theirs]), ours_label, fmt(ns, 2), fmt_ratio(r)])
+        if theirs.startswith("multiprocessing_utils"):
+            target(f"{ours_label} ≥ 400× faster than multiprocessing_utils.local", fmt_ratio(r), None if r is None else r >= 400)
+    table(["Python", "ns", "Interlock", "ns", "Python ÷ ours"], rows)
 
 if targets:
     print("## Targets\n")
