@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// One value per process, fresh in every `fork()` child.
@@ -23,10 +26,23 @@ public final class ProcessLocal<Value>: @unchecked Sendable {
     // Sendable: the value is only reachable inside `box.storage.withLock`, and the box
     // pointer is published through an atomic (`ForkLocalPointer`).
 
+    /// The value of one process and the pthread mutex that guards it. (A pthread mutex
+    /// rather than `Synchronization.Mutex`: the thread sanitizer understands it, so
+    /// `swift test --sanitize=thread` checks code that uses `ProcessLocal`.)
     @usableFromInline
     final class Box {
-        @usableFromInline let storage: Mutex<Value>
-        init(_ value: consuming sending Value) { storage = Mutex(value) }
+        @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>
+        @usableFromInline var value: Value
+        init(_ value: consuming Value) {
+            mutex = .allocate(capacity: 1)
+            let rc = pthread_mutex_init(mutex, nil)
+            precondition(rc == 0, "Interlock: pthread_mutex_init failed (errno \(rc))")
+            self.value = value
+        }
+        deinit {
+            pthread_mutex_destroy(mutex)
+            mutex.deallocate()
+        }
     }
 
     @usableFromInline let state: ForkLocalPointer
@@ -88,9 +104,10 @@ public final class ProcessLocal<Value>: @unchecked Sendable {
     /// - Returns: what `body` returns.
     @inlinable
     public func withValue<R, E: Error>(_ body: (inout sending Value) throws(E) -> sending R) throws(E) -> sending R {
-        try box().takeUnretainedValue().storage.withLock { (value: inout sending Value) throws(E) -> sending R in
-            try body(&value)
-        }
+        let box = box().takeUnretainedValue()
+        pthread_mutex_lock(box.mutex)
+        defer { pthread_mutex_unlock(box.mutex) }
+        return try body(&box.value)
     }
 }
 
