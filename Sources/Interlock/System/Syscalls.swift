@@ -18,16 +18,11 @@ struct Errno: Error, Equatable, Sendable {
 
     static var current: Errno { Errno(errno) }
 
-    @usableFromInline static let again = Errno(EAGAIN)
-    @usableFromInline static let busy = Errno(EBUSY)
-    @usableFromInline static let deadlock = Errno(EDEADLK)
-    @usableFromInline static let interrupted = Errno(EINTR)
-    @usableFromInline static let timedOut = Errno(ETIMEDOUT)
+    static let interrupted = Errno(EINTR)
     static let exists = Errno(EEXIST)
     static let noEntry = Errno(ENOENT)
     static let accessDenied = Errno(EACCES)
     static let notPermitted = Errno(EPERM)
-    static let noSuchProcess = Errno(ESRCH)
     static let invalid = Errno(EINVAL)
     static let nameTooLong = Errno(ENAMETOOLONG)
 
@@ -92,8 +87,6 @@ enum Sys {
     }
 
     // MARK: Processes
-
-    static func processID() -> Int32 { getpid() }
 
     static func effectiveUserID() -> UInt32 { geteuid() }
 
