@@ -12,15 +12,18 @@
 
 _Atomic(uint64_t) cinterlock_fork_generation_storage = 0;
 
-__thread long cinterlock_shared_holds __attribute__((tls_model("initial-exec")));
+__thread struct cinterlock_held cinterlock_held_storage __attribute__((tls_model("initial-exec")));
 
 __thread void *cinterlock_thread_slots[CINTERLOCK_THREAD_SLOTS] __attribute__((tls_model("initial-exec")));
 
 // Runs in the child right after fork(). Only async-signal-safe work is allowed
 // there (the parent may have had other threads holding any lock), so this does a
-// single lock-free atomic increment and nothing else.
+// lock-free atomic increment and two plain stores to the thread's own TLS.
 static void cinterlock_atfork_child(void) {
     atomic_fetch_add_explicit(&cinterlock_fork_generation_storage, 1, memory_order_acq_rel);
+    // The forking thread's record of shared holds: the child holds nothing.
+    cinterlock_held_storage.count = 0;
+    cinterlock_held_storage.overflowed = 0;
 }
 
 static pthread_once_t cinterlock_atfork_once = PTHREAD_ONCE_INIT;

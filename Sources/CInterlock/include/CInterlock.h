@@ -66,12 +66,59 @@ static inline void cinterlock_set_thread_slot(long index, void *_Nullable value)
     cinterlock_thread_slots[index] = value;
 }
 
-/// How many shared holds (on any `SharedLock`) the calling thread has. Used only to catch
-/// `unlockShared()` on a thread that holds no shared mode at all. In C for `__thread`.
-extern __thread long cinterlock_shared_holds __attribute__((tls_model("initial-exec")));
+/// The shared holds of the calling thread, so that `unlockShared()` can tell whether
+/// this thread holds *this* lock in shared mode (misuse is a trap, not a silent release
+/// of another thread's share). In C for `__thread`.
+///
+/// Invariants: `count` is the number of shared holds this thread has (on any lock);
+/// while `count <= CINTERLOCK_HELD_CAPACITY` and `overflowed == 0`, `ids[0..<count]` are
+/// exactly their lock identities (a lock held twice appears twice). Once more holds than
+/// that exist at once, `overflowed` is set and checking stops until `count` is back to 0.
+/// The fork child handler resets it: a child holds nothing.
+#define CINTERLOCK_HELD_CAPACITY 16
+struct cinterlock_held {
+    long count;
+    long overflowed;
+    const void *_Nullable ids[CINTERLOCK_HELD_CAPACITY];
+};
+extern __thread struct cinterlock_held cinterlock_held_storage __attribute__((tls_model("initial-exec")));
 
-static inline long cinterlock_thread_shared_holds(void) { return cinterlock_shared_holds; }
-static inline void cinterlock_thread_shared_holds_add(long delta) { cinterlock_shared_holds += delta; }
+/// Records a shared hold of lock `id` by the calling thread.
+static inline void cinterlock_held_push(const void *id) {
+    struct cinterlock_held *h = &cinterlock_held_storage;
+    long n = h->count;
+    if (n < CINTERLOCK_HELD_CAPACITY) h->ids[n] = id; else h->overflowed = 1;
+    h->count = n + 1;
+}
+
+/// Whether the calling thread holds lock `id` in shared mode: 1 yes, 0 no, -1 unknown
+/// (more holds than the capacity). With `remove`, a found hold is forgotten.
+static inline int cinterlock_held_find(const void *id, int remove) {
+    struct cinterlock_held *h = &cinterlock_held_storage;
+    long n = h->count;
+    if (n <= 0) return 0;
+    if (!h->overflowed) {
+        if (h->ids[n - 1] == id) {  // the usual, last-in-first-out case
+            if (remove) h->count = n - 1;
+            return 1;
+        }
+        for (long i = n - 2; i >= 0; i--) {
+            if (h->ids[i] == id) {
+                if (remove) { h->ids[i] = h->ids[n - 1]; h->count = n - 1; }
+                return 1;
+            }
+        }
+        return 0;
+    }
+    if (remove) {
+        for (long i = 0; i < CINTERLOCK_HELD_CAPACITY; i++) {
+            if (h->ids[i] == id) { h->ids[i] = 0; break; }
+        }
+        h->count = n - 1;
+        if (n - 1 == 0) h->overflowed = 0;
+    }
+    return -1;
+}
 
 /// A CPU hint for busy-wait loops (PAUSE on x86, YIELD on arm64). In C because
 /// Swift has no portable spelling for it.

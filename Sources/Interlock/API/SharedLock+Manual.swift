@@ -72,7 +72,7 @@ extension SharedLock {
     public func unlockShared() {
         let state = LocalState(local.get())
         if let segment {
-            state.checkMayUnlockShared()  // before touching the process-level count
+            state.checkHoldsShared()  // before touching the process-level count
             state.leaveShared(segment)
         }
         state.unlockSharedThread()

@@ -30,10 +30,6 @@ enum Gate {
     static let spinRounds = 64
 }
 
-/// Where glibc keeps the reader count in `pthread_rwlock_t` (`__readers >> 3`), used
-/// only to catch `unlockShared()` when nobody holds shared mode. glibc-specific.
-@usableFromInline let glibcReaderShift: UInt32 = 3
-
 extension LocalState {
     // MARK: Shared
 
@@ -45,14 +41,14 @@ extension LocalState {
         }
         let rc = pthread_rwlock_rdlock(rwlock)
         if _slowPath(rc != 0) { sharedAcquireFailed(rc) }
-        cinterlock_thread_shared_holds_add(1)
+        cinterlock_held_push(base)
     }
 
     @inlinable @inline(__always)
     func tryLockSharedThread() -> Bool {
         if gate.pointee.load(ordering: .relaxed) >= Gate.oneWriter { return false }
         let rc = pthread_rwlock_tryrdlock(rwlock)
-        if rc == 0 { cinterlock_thread_shared_holds_add(1); return true }
+        if rc == 0 { cinterlock_held_push(base); return true }
         if rc == EBUSY { checkNotHoldingExclusive("tryLockShared()"); return false }
         sharedAcquireFailed(rc)
     }
@@ -64,33 +60,31 @@ extension LocalState {
         }
         var ts = Sys.makeTimespec(nanoseconds: deadline)
         let rc = cinterlock_rwlock_rdlock_until(rwlock, &ts)
-        if rc == 0 { cinterlock_thread_shared_holds_add(1); return true }
+        if rc == 0 { cinterlock_held_push(base); return true }
         if rc == ETIMEDOUT { return false }
         sharedAcquireFailed(rc)
     }
 
+    /// Thread-level shared release. Traps unless the calling thread holds this lock in
+    /// shared mode (see `cinterlock_held` in the C shim).
     @inlinable @inline(__always)
     func unlockSharedThread() {
-        // Misuse checks that cost three loads: an exclusive holder calling unlockShared(),
-        // a thread that holds no shared mode (on any lock), and no thread holding shared
-        // mode on this lock at all.
-        checkMayUnlockShared()
-        cinterlock_thread_shared_holds_add(-1)
-        let readerWord = UnsafeMutableRawPointer(rwlock).assumingMemoryBound(to: Atomic<UInt32>.self)
-        if _slowPath(readerWord.pointee.load(ordering: .relaxed) >> glibcReaderShift == 0) {
-            misuse("unlockShared() called, but no thread holds this lock in shared mode")
-        }
+        if _slowPath(cinterlock_held_find(base, 1) == 0) { notHoldingShared() }
         let rc = pthread_rwlock_unlock(rwlock)
         if _slowPath(rc != 0) { misuse("pthread_rwlock_unlock failed (errno \(rc)) in unlockShared()") }
     }
 
-    /// Traps if the calling thread holds exclusive mode, or no shared mode on any lock.
+    /// Traps unless the calling thread holds this lock in shared mode (checked before a
+    /// process-scope release touches the process-level count).
     @inlinable @inline(__always)
-    func checkMayUnlockShared() {
-        if _slowPath(owner.pointee.load(ordering: .relaxed) != 0) { checkNotHoldingExclusive("unlockShared()") }
-        if _slowPath(cinterlock_thread_shared_holds() <= 0) {
-            misuse("unlockShared() on a thread that holds no lock in shared mode")
-        }
+    func checkHoldsShared() {
+        if _slowPath(cinterlock_held_find(base, 0) == 0) { notHoldingShared() }
+    }
+
+    @usableFromInline @inline(never)
+    func notHoldingShared() -> Never {
+        checkNotHoldingExclusive("unlockShared()")
+        misuse("unlockShared() on a thread that does not hold this lock in shared mode")
     }
 
     /// Waits until no writer is announced at the gate. Returns false at the deadline.
