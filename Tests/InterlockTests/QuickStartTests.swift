@@ -38,4 +38,31 @@ struct QuickStartTests {
         #expect(perThread.value == 1)
         #expect(table.isEmpty)
     }
+
+    /// The README shows exactly the lines between the markers above.
+    @Test func readmeShowsTheQuickStart() throws {
+        let here = #filePath
+        let root = here.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")
+        let source = try #require(readFile(here))
+        let readme = try #require(readFile(root + "/README.md"), "README.md not found next to Tests/")
+        let lines = source.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let begin = try #require(lines.firstIndex { $0.contains("README quick start: begin") })
+        let end = try #require(lines.firstIndex { $0.contains("README quick start: end") })
+        let snippet = lines[(begin + 1)..<end].map { $0.hasPrefix("        ") ? String($0.dropFirst(8)) : $0 }
+        #expect(readme.contains(snippet.joined(separator: "\n")), "README quick start differs from QuickStartTests")
+    }
+}
+
+/// The whole contents of a text file, or nil.
+private func readFile(_ path: String) -> String? {
+    guard let file = fopen(path, "r") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = fread(&buffer, 1, buffer.count, file)
+        if n <= 0 { break }
+        bytes.append(contentsOf: buffer[0..<n])
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }

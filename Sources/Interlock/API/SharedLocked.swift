@@ -8,9 +8,7 @@
 /// ```
 ///
 /// The lock coordinates the threads of this process (the value lives in its memory).
-public final class SharedLocked<Value>: @unchecked Sendable {
-    // Sendable: `value` is only reached inside `lock`'s scoped forms — reads under
-    // shared mode (no mutation), writes under exclusive mode.
+public final class SharedLocked<Value> {
     @usableFromInline let lock = SharedLock()
     @usableFromInline var value: Value
 
@@ -36,3 +34,8 @@ public final class SharedLocked<Value>: @unchecked Sendable {
         try lock.withExclusive { () throws(E) -> R in try body(&value) }
     }
 }
+
+// Sendable when the value is: `value` is only reached inside the lock's scoped forms —
+// reads under shared mode (several threads may borrow it at once, hence `Value: Sendable`),
+// writes under exclusive mode.
+extension SharedLocked: @unchecked Sendable where Value: Sendable {}

@@ -50,20 +50,25 @@ public final class ProcessLocal<Value>: @unchecked Sendable {
 
     /// Creates a per-process value.
     ///
-    /// - Parameter initial: makes the value, on first use in each process (including
-    ///   every fork child). It runs outside any Interlock lock.
+    /// - Parameter initial: makes the value, once per process: on first use (also in
+    ///   every fork child). Threads that race on the first use wait for it.
     public init(_ initial: @escaping @Sendable () -> Value) {
         self.initial = initial
-        // The pointee is [fork generation: UInt64][Unmanaged<Box>]; the box is made lazily.
+        // The pointee is [fork generation: UInt64][Unmanaged<Box>?][pthread_mutex_t]; the
+        // box is made lazily, under the mutex, so `initial` runs once per process.
         state = ForkLocalPointer(
             make: { generation in
-                let p = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 8)
+                let p = UnsafeMutableRawPointer.allocate(
+                    byteCount: ProcessLocal.mutexOffset + MemoryLayout<pthread_mutex_t>.stride, alignment: 16)
                 p.storeBytes(of: generation, as: UInt64.self)
                 p.storeBytes(of: nil, toByteOffset: 8, as: UnsafeMutableRawPointer?.self)
+                pthread_mutex_init((p + ProcessLocal.mutexOffset).assumingMemoryBound(to: pthread_mutex_t.self), nil)
                 return p
             },
             discard: { $0.deallocate() })
     }
+
+    private static var mutexOffset: Int { 16 }
 
     deinit {
         // Only the process that owns the current state frees it (see the type's note).
@@ -71,6 +76,7 @@ public final class ProcessLocal<Value>: @unchecked Sendable {
             if let box = p.load(fromByteOffset: 8, as: UnsafeMutableRawPointer?.self) {
                 Unmanaged<Box>.fromOpaque(box).release()
             }
+            pthread_mutex_destroy((p + ProcessLocal.mutexOffset).assumingMemoryBound(to: pthread_mutex_t.self))
             p.deallocate()
         }
     }
@@ -86,12 +92,15 @@ public final class ProcessLocal<Value>: @unchecked Sendable {
 
     @usableFromInline @inline(never)
     func makeBox(_ slot: UnsafeMutablePointer<Atomic<UnsafeMutableRawPointer?>>) -> Unmanaged<Box> {
+        // Serialise first uses so `initial` runs once in this process.
+        let mutex = (UnsafeMutableRawPointer(slot) - 8 + ProcessLocal.mutexOffset)
+            .assumingMemoryBound(to: pthread_mutex_t.self)
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        if let made = slot.pointee.load(ordering: .acquiring) { return Unmanaged<Box>.fromOpaque(made) }
         let fresh = Unmanaged.passRetained(Box(initial()))
-        let (won, seen) = slot.pointee.compareExchange(
-            expected: nil, desired: fresh.toOpaque(), ordering: .acquiringAndReleasing)
-        if won { return fresh }
-        fresh.release()
-        return Unmanaged<Box>.fromOpaque(seen!)
+        slot.pointee.store(fresh.toOpaque(), ordering: .releasing)
+        return fresh
     }
 
     /// Runs `body` with exclusive access to this process's value.
