@@ -56,6 +56,24 @@ struct MisuseTests {
         expectMisuse(result, mentioning: "lockExclusive(timeout:)")
     }
 
+    /// Shared mode cannot be upgraded: a thread holding shared mode that asks for
+    /// exclusive mode would wait for itself forever (glibc returns EDEADLK only for a
+    /// thread holding the write lock). Blocking, timed and process-scope forms.
+    @Test(arguments: ["blocking", "timed", "forkShared"])
+    func lockExclusiveWhileHoldingShared(form: String) async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [form = form as String] in
+            alarm(20)  // a deadlock ends the process without the message, and fails
+            let lock = form == "forkShared" ? try! SharedLock.forkShared() : SharedLock()
+            lock.lockShared()
+            if form == "timed" {
+                try? lock.lockExclusive(timeout: .seconds(5))
+            } else {
+                lock.lockExclusive()
+            }
+        }
+        expectMisuse(result, mentioning: "cannot be upgraded")
+    }
+
     @Test func nestedWithExclusive() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             alarm(20)  // a deadlock ends the process without the message, and fails

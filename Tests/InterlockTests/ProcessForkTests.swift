@@ -20,6 +20,31 @@ import Glibc
 
 @Suite("Fork-shared locks across processes", .serialized, .timeLimit(.minutes(3)))
 struct ProcessForkTests {
+    @Test("tryLockShared never fails spuriously in a process scope while no writer holds or waits")
+    func tryLockSharedIsNotSpurious() throws {
+        final class Shared: @unchecked Sendable {
+            let stop = Atomic<Bool>(false)
+            let failures = Atomic<Int>(0)
+        }
+        let lock = try SharedLock.forkShared()
+        let shared = Shared()
+        // One thread moves this process into and out of the state word over and over
+        // (first in, last out); the other only tries. No writer ever exists.
+        let churn = TestThread {
+            while !shared.stop.load(ordering: .relaxed) { lock.lockShared(); lock.unlockShared() }
+        }
+        let tries = 100_000
+        let tryer = TestThread {
+            for _ in 0..<tries {
+                if lock.tryLockShared() { lock.unlockShared() } else { shared.failures.add(1, ordering: .relaxed) }
+            }
+            shared.stop.store(true, ordering: .relaxed)
+        }
+        tryer.join()
+        churn.join()
+        #expect(shared.failures.load(ordering: .relaxed) == 0, "of \(tries) tries")
+    }
+
     @Test("parent and children hammer one lock: a writer is always alone, readers of different processes overlap")
     func hammer() async {
         await #expect(processExitsWith: .success) {

@@ -13,7 +13,8 @@ extension SharedLock {
     /// - Warning: The manual, unsafe form: every call must be balanced by exactly one
     ///   ``unlockShared()`` on the same thread. Prefer ``withShared(_:)``. Shared mode is
     ///   not recursive: calling this again on a thread that holds it deadlocks if a writer
-    ///   is waiting.
+    ///   is waiting. In a process scope, a process that cannot register (a full holder
+    ///   table) traps; use ``lockShared(timeout:)`` to get that as an error.
     @inlinable @inline(__always)
     public func lockShared() {
         let state = LocalState(local.get())
@@ -33,7 +34,8 @@ extension SharedLock {
 
     /// Acquires shared mode if that is possible without waiting.
     ///
-    /// Fails when a writer holds the lock or waits for it. It does not fail spuriously.
+    /// Fails when a writer holds the lock or waits for it, or (process scopes) while a
+    /// process is recovering the lock from a crashed holder. It does not fail otherwise.
     ///
     /// - Returns: whether shared mode was acquired; if so, call ``unlockShared()`` later.
     /// - Warning: The manual, unsafe form; prefer ``withSharedIfAvailable(_:)``.
@@ -84,7 +86,10 @@ extension SharedLock {
     ///
     /// - Warning: The manual, unsafe form: balance it with exactly one
     ///   ``unlockExclusive()`` on the same thread. Prefer ``withExclusive(_:)``.
-    ///   Exclusive mode is not recursive: calling this on the thread that holds it traps.
+    ///   Exclusive mode is not recursive, and shared mode cannot be upgraded: calling this
+    ///   on a thread that holds the lock in either mode traps. In a process scope, a
+    ///   process that cannot register (a full holder table) traps; use
+    ///   ``lockExclusive(timeout:)`` to get that as an error.
     @inlinable @inline(__always)
     public func lockExclusive() {
         let state = LocalState(local.get())

@@ -33,8 +33,9 @@ import Synchronization
 /// others reclaim its share after a short wait (about 2–25 ms); the next exclusive
 /// holder learns that its predecessor died through ``previousHolderDied``.
 ///
-/// - Warning: Neither mode is recursive. Re-acquiring exclusive mode on the thread that
-///   holds it, or unlocking a mode the thread does not hold, traps with a message.
+/// - Warning: Neither mode is recursive, and shared mode cannot be upgraded. Re-acquiring
+///   exclusive mode on the thread that holds it, asking for exclusive mode while holding
+///   shared mode, or unlocking a mode the thread does not hold, traps with a message.
 ///   Re-acquiring shared mode on a thread that holds it deadlocks if a writer is waiting.
 public final class SharedLock: @unchecked Sendable {
     // Sendable: all mutable state is reached through atomics (`ForkLocalPointer`, the

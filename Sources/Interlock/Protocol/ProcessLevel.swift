@@ -73,6 +73,11 @@ extension Segment {
                 if let died = take(s, from: Entry.idle, entry: entry) { return died }
             }
         }
+        // Free and nobody queued: take it at once, without announcing.
+        let s0 = state.pointee.load(ordering: .acquiring)
+        if s0 & (busy | StateWord.waitingMask) == 0, let died = take(s0, from: Entry.idle, entry: entry) {
+            return died
+        }
         // Announce: from now on no new shared hold is granted anywhere.
         while true {
             let s = state.pointee.load(ordering: .acquiring)
@@ -162,7 +167,7 @@ extension Segment {
             waiter.nextCheck = now + Waiter.firstCheckNanoseconds
         } else if now >= waiter.nextCheck {
             waiter.nextCheck = now + Waiter.checkIntervalNanoseconds
-            if recoverIfNeeded(pid: pid) { return true }
+            if recoverIfNeeded(pid: pid, startTime: ProcessIdentity.currentStartTime()) { return true }
         }
         var expected = s
         if s & StateWord.parked == 0 {

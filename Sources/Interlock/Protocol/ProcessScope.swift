@@ -58,7 +58,19 @@ extension LocalState {
         while true {
             let r = readers.pointee.load(ordering: .acquiring)
             if r & Readers.busy != 0 {
-                if tryOnly || !parkOnReaders(r, deadline: deadline) { return .failure(.timedOut) }
+                // Another thread of this process is moving it into or out of the state
+                // word. A try fails only if a writer holds or waits; otherwise the move is
+                // quick, so wait for it rather than fail spuriously.
+                if tryOnly && segment.state.pointee.load(ordering: .acquiring)
+                    & (StateWord.exclusive | StateWord.waitingMask | StateWord.recovering) != 0 {
+                    return .failure(.timedOut)
+                }
+                if tryOnly {
+                    // Re-check for a writer every millisecond while waiting.
+                    _ = parkOnReaders(r, deadline: Sys.monotonicNanoseconds() + 1_000_000)
+                } else if !parkOnReaders(r, deadline: deadline) {
+                    return .failure(.timedOut)
+                }
                 continue
             }
             if r & Readers.countMask != 0 {

@@ -16,8 +16,9 @@ import Synchronization
 ///    before the freeze finishes writing its new mode; one whose CAS failed puts its
 ///    old mode back.
 /// 4. It recounts the word from the live entries alone (shared, waiting, exclusive),
-///    frees the dead entries, sets `ownerDied` if the exclusive bit was set and no live
-///    entry holds it, and publishes the new word (which clears `recovering`).
+///    marks the dead entries idle (registration reuses them), sets `ownerDied` if the
+///    exclusive bit was set and no live entry holds it, and publishes the new word
+///    (which clears `recovering`).
 ///
 /// Because the word is rebuilt from live entries, two recoverers can never both
 /// subtract one dead share, and a process that died mid-transition (its entry still
@@ -26,12 +27,12 @@ extension Segment {
     /// Looks for dead holders (or a dead recoverer) and recovers if there is one.
     /// Returns whether a recovery ran.
     @discardableResult
-    func recoverIfNeeded(pid: Int32) -> Bool {
+    func recoverIfNeeded(pid: Int32, startTime: UInt64) -> Bool {
         let s = state.pointee.load(ordering: .acquiring)
         if s & StateWord.recovering != 0 {
             let r = recoverer.pointee.load(ordering: .acquiring)
-            if r == 0 || (r != UInt32(bitPattern: pid) && !ProcessIdentity.isAlive(pid: Int32(bitPattern: r), startTime: 0)) {
-                return recover(pid: pid)
+            if r == 0 || (r != Segment.recovererIdentity(pid: pid, startTime: startTime) && !Segment.recovererIsAlive(r)) {
+                return recover(pid: pid, startTime: startTime)
             }
             return false
         }
@@ -41,7 +42,7 @@ extension Segment {
             if owner == 0 || owner == pid { continue }
             if e.mode.pointee.load(ordering: .acquiring) == Entry.idle { continue }
             if !ProcessIdentity.isAlive(pid: owner, startTime: e.startTime.pointee.load(ordering: .relaxed)) {
-                return recover(pid: pid)
+                return recover(pid: pid, startTime: startTime)
             }
         }
         return false
@@ -49,13 +50,13 @@ extension Segment {
 
     /// Runs the recovery described on this extension. Returns false if another live
     /// process is already recovering, or if a live process did not settle in time.
-    func recover(pid: Int32) -> Bool {
-        let me = UInt32(bitPattern: pid)
+    func recover(pid: Int32, startTime: UInt64) -> Bool {
+        let me = Segment.recovererIdentity(pid: pid, startTime: startTime)
         // 1. Claim the recoverer word.
         while true {
             let r = recoverer.pointee.load(ordering: .acquiring)
             if r == me { return false }  // another thread of this process is on it
-            if r != 0 && ProcessIdentity.isAlive(pid: Int32(bitPattern: r), startTime: 0) { return false }
+            if r != 0 && Segment.recovererIsAlive(r) { return false }
             let (ok, _) = recoverer.pointee.compareExchange(expected: r, desired: me, ordering: .acquiringAndReleasing)
             if ok { break }
         }
@@ -95,10 +96,11 @@ extension Segment {
             let alive = Int32(bitPattern: owner) == pid
                 || ProcessIdentity.isAlive(pid: Int32(bitPattern: owner), startTime: e.startTime.pointee.load(ordering: .relaxed))
             if !alive {
+                // Only the mode is reset. Owner and start time stay, so recovery never
+                // writes the fields `register` uses to claim a dead idle entry (a concurrent
+                // claim must not be undone); `register` reuses the entry later.
                 if mode != Entry.idle { reclaimed += 1 }
                 e.mode.pointee.store(Entry.idle, ordering: .releasing)
-                e.startTime.pointee.store(0, ordering: .relaxed)
-                _ = e.owner.pointee.compareExchange(expected: owner, desired: 0, ordering: .acquiringAndReleasing)
                 continue
             }
             switch mode & Entry.modeMask {
@@ -116,6 +118,21 @@ extension Segment {
         recoverer.pointee.store(0, ordering: .releasing)
         Sys.futexWakeAll(state, processShared: true)
         return true
+    }
+
+    /// The recoverer word's value for a process: pid in the low 32 bits, the low 32 bits
+    /// of its start time in the high ones.
+    static func recovererIdentity(pid: Int32, startTime: UInt64) -> UInt64 {
+        UInt64(UInt32(bitPattern: pid)) | (startTime << 32)
+    }
+
+    /// Whether the process named by a recoverer word is still running (and is the same
+    /// process, not a reused pid).
+    static func recovererIsAlive(_ identity: UInt64) -> Bool {
+        let pid = Int32(bitPattern: UInt32(truncatingIfNeeded: identity))
+        guard let status = ProcessIdentity.status(of: pid), !status.isZombie else { return false }
+        let start = identity >> 32
+        return start == 0 || status.startTime == 0 || status.startTime & 0xFFFF_FFFF == start
     }
 
     // MARK: Registration

@@ -12,8 +12,10 @@ import Synchronization
 ///  12  ready        Atomic<UInt32>  0 while the creator initialises, 1 once published
 ///  16  size         UInt64          total segment size in bytes
 ///  24  capacity     UInt32          number of holder-table entries
-///  32  recoverer    Atomic<UInt32>  pid of the process rebuilding the state word, 0 if none
-///  36  recoveries   Atomic<UInt32>  number of dead holders reclaimed so far
+///  32  recoverer    Atomic<UInt64>  identity of the process rebuilding the state word, 0 if
+///                                   none: pid in the low 32 bits, the low 32 bits of its start
+///                                   time in the high ones (a reused pid is not the recoverer)
+///  40  recoveries   Atomic<UInt32>  number of dead holders reclaimed so far
 ///  64  state        Atomic<UInt32>  the state word (own cache line), see `StateWord`
 /// 128  entries      capacity × 64 bytes, one per participating process, see `Entry`
 /// ```
@@ -45,8 +47,8 @@ struct Segment: @unchecked Sendable {
     var ready: UnsafeMutablePointer<Atomic<UInt32>> { (base + 12).assumingMemoryBound(to: Atomic<UInt32>.self) }
     var declaredSize: UInt64 { base.load(fromByteOffset: 16, as: UInt64.self) }
     var capacity: Int { Int(base.load(fromByteOffset: 24, as: UInt32.self)) }
-    var recoverer: UnsafeMutablePointer<Atomic<UInt32>> { (base + 32).assumingMemoryBound(to: Atomic<UInt32>.self) }
-    var recoveries: UnsafeMutablePointer<Atomic<UInt32>> { (base + 36).assumingMemoryBound(to: Atomic<UInt32>.self) }
+    var recoverer: UnsafeMutablePointer<Atomic<UInt64>> { (base + 32).assumingMemoryBound(to: Atomic<UInt64>.self) }
+    var recoveries: UnsafeMutablePointer<Atomic<UInt32>> { (base + 40).assumingMemoryBound(to: Atomic<UInt32>.self) }
     @inlinable var state: UnsafeMutablePointer<Atomic<UInt32>> { (base + 64).assumingMemoryBound(to: Atomic<UInt32>.self) }
 
     @inlinable func entry(_ index: Int32) -> Entry {

@@ -33,7 +33,7 @@ enum Gate {
 extension LocalState {
     // MARK: Shared
 
-    /// Thread-level shared acquire. Returns false on timeout (deadline in monotonic ns).
+    /// Thread-level shared acquire, waiting as long as it takes.
     @inlinable @inline(__always)
     func lockSharedThread() {
         if _slowPath(gate.pointee.load(ordering: .relaxed) >= Gate.oneWriter) {
@@ -46,13 +46,16 @@ extension LocalState {
 
     @inlinable @inline(__always)
     func tryLockSharedThread() -> Bool {
-        if gate.pointee.load(ordering: .relaxed) >= Gate.oneWriter { return false }
-        let rc = pthread_rwlock_tryrdlock(rwlock)
-        if rc == 0 { cinterlock_held_push(base); return true }
-        if rc == EBUSY { checkNotHoldingExclusive("tryLockShared()"); return false }
-        sharedAcquireFailed(rc)
+        if gate.pointee.load(ordering: .relaxed) < Gate.oneWriter {
+            let rc = pthread_rwlock_tryrdlock(rwlock)
+            if rc == 0 { cinterlock_held_push(base); return true }
+            if rc != EBUSY { sharedAcquireFailed(rc) }
+        }
+        checkNotHoldingExclusive("tryLockShared()")
+        return false
     }
 
+    /// Thread-level shared acquire with a deadline (monotonic ns). Returns false on timeout.
     @usableFromInline
     func lockSharedThread(deadline: Int64) -> Bool {
         if gate.pointee.load(ordering: .relaxed) >= Gate.oneWriter {
@@ -163,6 +166,12 @@ extension LocalState {
     /// announcement is withdrawn (no trace is left).
     @usableFromInline @inline(never)
     func lockExclusiveThreadSlow(deadline: Int64?) -> Bool {
+        // glibc reports EDEADLK only for a thread holding the write lock; one holding a
+        // read lock would wait for itself forever (and, announced at the gate, stop every
+        // new reader of the process too).
+        if cinterlock_held_find(base, 0) == 1 {
+            misuse("lockExclusive() on a thread that holds this lock in shared mode (shared mode cannot be upgraded)")
+        }
         gate.pointee.add(Gate.oneWriter, ordering: .acquiringAndReleasing)
         let rc: Int32
         if let deadline {

@@ -40,8 +40,9 @@ public final class ThreadLocal<Value>: @unchecked Sendable {
         self.initial = initial
         var key = pthread_key_t()
         let rc = pthread_key_create(&key, { raw in
-            // Thread exit: release the owner, whose deinit destroys and frees the slot.
-            if let raw { ThreadSlot.release(raw) }
+            // Thread exit: release the owner, whose deinit destroys and frees the slot —
+            // unless the slot was inherited through fork() (then it is abandoned).
+            if let raw, ThreadSlot.generation(raw) == Fork.currentGeneration { ThreadSlot.release(raw) }
         })
         precondition(rc == 0, "Interlock: pthread_key_create failed (errno \(rc)): too many thread-local keys (PTHREAD_KEYS_MAX)")
         self.key = key

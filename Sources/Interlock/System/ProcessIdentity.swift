@@ -32,8 +32,9 @@ enum ProcessIdentity {
             open(p.baseAddress!.assumingMemoryBound(to: CChar.self), O_RDONLY | O_CLOEXEC)
         }
         if fd < 0 {
-            // ENOENT: no such process. Anything else (EACCES under hidepid): fall back to kill(0).
-            if errno == ENOENT { return nil }
+            // /proc cannot tell (not mounted, or hidepid hides the process with ENOENT or
+            // EACCES): ask kill(0). ESRCH is the only proof of death; a live process whose
+            // start time we cannot read is reported with start time 0 (unknown).
             return kill(pid, 0) == 0 || errno == EPERM ? (0, false) : nil
         }
         defer { close(fd) }
