@@ -23,30 +23,21 @@ import Synchronization
 ///   protocol state, that belong to the parent), and its storage is leaked, once per
 ///   fork. In the process that made it, the value is destroyed with the `ProcessLocal`.
 public final class ProcessLocal<Value>: @unchecked Sendable {
-    // Sendable: the value is only reachable inside `box.storage.withLock`, and the box
-    // pointer is published through an atomic (`ForkLocalPointer`).
+    // Sendable: the value is only reachable inside `withValue`, under the per-process
+    // mutex; the per-process state is published through an atomic (`ForkLocalPointer`).
 
-    /// The value of one process and the pthread mutex that guards it. (A pthread mutex
-    /// rather than `Synchronization.Mutex`: the thread sanitizer understands it, so
-    /// `swift test --sanitize=thread` checks code that uses `ProcessLocal`.)
-    @usableFromInline
-    final class Box {
-        @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>
-        @usableFromInline var value: Value
-        init(_ value: consuming Value) {
-            mutex = .allocate(capacity: 1)
-            let rc = pthread_mutex_init(mutex, nil)
-            precondition(rc == 0, "Interlock: pthread_mutex_init failed (errno \(rc))")
-            self.value = value
-        }
-        deinit {
-            pthread_mutex_destroy(mutex)
-            mutex.deallocate()
-        }
-    }
-
+    /// The per-process state, one raw block made by `ForkLocalPointer` in each process:
+    /// ```
+    ///  0  generation  UInt64                           fork generation it belongs to
+    ///  8  value       Atomic<UnsafeMutableRawPointer?> the value, made on first use
+    /// 16  mutex       pthread_mutex_t                  guards first use and every access
+    /// ```
+    /// A pthread mutex (not `Synchronization.Mutex`), so the thread sanitizer sees it.
     @usableFromInline let state: ForkLocalPointer
     private let initial: @Sendable () -> Value
+
+    @usableFromInline static var valueOffset: Int { 8 }
+    @usableFromInline static var mutexOffset: Int { 16 }
 
     /// Creates a per-process value.
     ///
@@ -54,58 +45,55 @@ public final class ProcessLocal<Value>: @unchecked Sendable {
     ///   every fork child). Threads that race on the first use wait for it.
     public init(_ initial: @escaping @Sendable () -> Value) {
         self.initial = initial
-        // The pointee is [fork generation: UInt64][Unmanaged<Box>?][pthread_mutex_t]; the
-        // box is made lazily, under the mutex, so `initial` runs once per process.
         state = ForkLocalPointer(
             make: { generation in
                 let p = UnsafeMutableRawPointer.allocate(
                     byteCount: ProcessLocal.mutexOffset + MemoryLayout<pthread_mutex_t>.stride, alignment: 16)
                 p.storeBytes(of: generation, as: UInt64.self)
-                p.storeBytes(of: nil, toByteOffset: 8, as: UnsafeMutableRawPointer?.self)
+                (p + ProcessLocal.valueOffset).bindMemory(to: Atomic<UnsafeMutableRawPointer?>.self, capacity: 1)
+                    .initialize(to: Atomic(nil))
                 pthread_mutex_init((p + ProcessLocal.mutexOffset).assumingMemoryBound(to: pthread_mutex_t.self), nil)
                 return p
             },
             discard: { $0.deallocate() })
     }
 
-    private static var mutexOffset: Int { 16 }
-
     deinit {
         // Only the process that owns the current state frees it (see the type's note).
         if let p = state.currentIfOwned() {
-            if let box = p.load(fromByteOffset: 8, as: UnsafeMutableRawPointer?.self) {
-                Unmanaged<Box>.fromOpaque(box).release()
+            if let value = ProcessLocal.valueSlot(p).pointee.load(ordering: .acquiring) {
+                let typed = value.assumingMemoryBound(to: Value.self)
+                typed.deinitialize(count: 1)
+                typed.deallocate()
             }
-            pthread_mutex_destroy((p + ProcessLocal.mutexOffset).assumingMemoryBound(to: pthread_mutex_t.self))
+            pthread_mutex_destroy(ProcessLocal.mutex(p))
             p.deallocate()
         }
     }
 
-    /// The box of this process, made on first use.
     @inlinable @inline(__always)
-    func box() -> Unmanaged<Box> {
-        let p = state.get()
-        let atomicBox = p.advanced(by: 8).assumingMemoryBound(to: Atomic<UnsafeMutableRawPointer?>.self)
-        if let b = atomicBox.pointee.load(ordering: .acquiring) { return Unmanaged<Box>.fromOpaque(b) }
-        return makeBox(atomicBox)
+    static func valueSlot(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<UnsafeMutableRawPointer?>> {
+        (p + valueOffset).assumingMemoryBound(to: Atomic<UnsafeMutableRawPointer?>.self)
     }
 
+    @inlinable @inline(__always)
+    static func mutex(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<pthread_mutex_t> {
+        (p + mutexOffset).assumingMemoryBound(to: pthread_mutex_t.self)
+    }
+
+    /// Makes this process's value; called with the mutex held.
     @usableFromInline @inline(never)
-    func makeBox(_ slot: UnsafeMutablePointer<Atomic<UnsafeMutableRawPointer?>>) -> Unmanaged<Box> {
-        // Serialise first uses so `initial` runs once in this process.
-        let mutex = (UnsafeMutableRawPointer(slot) - 8 + ProcessLocal.mutexOffset)
-            .assumingMemoryBound(to: pthread_mutex_t.self)
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        if let made = slot.pointee.load(ordering: .acquiring) { return Unmanaged<Box>.fromOpaque(made) }
-        let fresh = Unmanaged.passRetained(Box(initial()))
-        slot.pointee.store(fresh.toOpaque(), ordering: .releasing)
-        return fresh
+    func makeValue(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Value> {
+        let value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+        value.initialize(to: initial())
+        ProcessLocal.valueSlot(p).pointee.store(UnsafeMutableRawPointer(value), ordering: .releasing)
+        return value
     }
 
     /// Runs `body` with exclusive access to this process's value.
     ///
     /// Equivalent to taking a per-process mutex, calling `body(&value)`, and releasing it.
+    /// The first call in each process makes the value (under the same mutex).
     ///
     /// - Warning: Do not call ``withValue(_:)`` on the same `ProcessLocal` from inside
     ///   `body`: the mutex is not recursive, and that deadlocks.
@@ -113,10 +101,13 @@ public final class ProcessLocal<Value>: @unchecked Sendable {
     /// - Returns: what `body` returns.
     @inlinable
     public func withValue<R, E: Error>(_ body: (inout sending Value) throws(E) -> sending R) throws(E) -> sending R {
-        let box = box().takeUnretainedValue()
-        pthread_mutex_lock(box.mutex)
-        defer { pthread_mutex_unlock(box.mutex) }
-        return try body(&box.value)
+        let p = state.get()
+        let mutex = ProcessLocal.mutex(p)
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        let value = ProcessLocal.valueSlot(p).pointee.load(ordering: .relaxed)?.assumingMemoryBound(to: Value.self)
+            ?? makeValue(p)
+        return try body(&value.pointee)
     }
 }
 
