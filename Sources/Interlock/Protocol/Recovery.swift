@@ -16,9 +16,10 @@ import Synchronization
 ///    before the freeze finishes writing its new mode; one whose CAS failed puts its
 ///    old mode back.
 /// 4. It recounts the word from the live entries alone (shared, waiting, exclusive),
-///    marks the dead entries idle (registration reuses them), sets `ownerDied` if the
-///    exclusive bit was set and no live entry holds it, and publishes the new word
-///    (which clears `recovering`).
+///    sets `ownerDied` if the exclusive bit was set and no live entry holds it, publishes
+///    the new word (which clears `recovering`), and only then marks the dead entries idle
+///    (registration reuses them). The order matters: a recovery that dies or gives up
+///    midway must leave every dead share discoverable through its non-idle entry.
 ///
 /// Because the word is rebuilt from live entries, two recoverers can never both
 /// subtract one dead share, and a process that died mid-transition (its entry still
@@ -86,38 +87,48 @@ extension Segment {
                 Sys.yield()
             }
         }
-        // 4. Recount from live entries; free dead ones.
-        var shared: UInt32 = 0, waiting: UInt32 = 0, exclusive = false, reclaimed: UInt32 = 0
-        for i in 0..<Int32(capacity) {
-            let e = entry(i)
-            let owner = e.owner.pointee.load(ordering: .acquiring)
-            if owner == 0 { continue }
-            let mode = e.mode.pointee.load(ordering: .acquiring)
-            let alive = Int32(bitPattern: owner) == pid
-                || ProcessIdentity.isAlive(pid: Int32(bitPattern: owner), startTime: e.startTime.pointee.load(ordering: .relaxed))
-            if !alive {
-                // Only the mode is reset. Owner and start time stay, so recovery never
-                // writes the fields `register` uses to claim a dead idle entry (a concurrent
-                // claim must not be undone); `register` reuses the entry later.
-                if mode != Entry.idle { reclaimed += 1 }
-                e.mode.pointee.store(Entry.idle, ordering: .releasing)
-                continue
+        // 4. Recount from live entries. Dead entries are marked idle only after the new
+        //    word is published: if this recovery died (or gave up, after a takeover) in
+        //    between, a dead share must still be discoverable through its non-idle entry.
+        let words = (capacity + 63) / 64
+        return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { dead -> Bool in
+            dead.initialize(repeating: 0)
+            var shared: UInt32 = 0, waiting: UInt32 = 0, exclusive = false, reclaimed: UInt32 = 0
+            for i in 0..<Int32(capacity) {
+                let e = entry(i)
+                let owner = e.owner.pointee.load(ordering: .acquiring)
+                if owner == 0 { continue }
+                let mode = e.mode.pointee.load(ordering: .acquiring)
+                let alive = Int32(bitPattern: owner) == pid
+                    || ProcessIdentity.isAlive(pid: Int32(bitPattern: owner), startTime: e.startTime.pointee.load(ordering: .relaxed))
+                if !alive {
+                    if mode != Entry.idle {
+                        reclaimed += 1
+                        dead[Int(i) / 64] |= 1 << UInt64(Int(i) % 64)
+                    }
+                    continue
+                }
+                switch mode & Entry.modeMask {
+                case Entry.shared: shared += 1
+                case Entry.waiting: waiting += 1
+                case Entry.exclusive: exclusive = true
+                default: break
+                }
             }
-            switch mode & Entry.modeMask {
-            case Entry.shared: shared += 1
-            case Entry.waiting: waiting += 1
-            case Entry.exclusive: exclusive = true
-            default: break
+            var n = shared | (waiting << 16)
+            if exclusive { n |= StateWord.exclusive }
+            if (s & StateWord.exclusive != 0 && !exclusive) || s & StateWord.ownerDied != 0 { n |= StateWord.ownerDied }
+            state.pointee.store(n, ordering: .releasing)
+            // Only the mode of a dead entry is reset; owner and start time stay, so recovery
+            // never writes the fields `register` uses to claim a dead idle entry.
+            for i in 0..<capacity where dead[i / 64] & (1 << UInt64(i % 64)) != 0 {
+                entry(Int32(i)).mode.pointee.store(Entry.idle, ordering: .releasing)
             }
+            recoveries.pointee.add(reclaimed, ordering: .relaxed)
+            recoverer.pointee.store(0, ordering: .releasing)
+            Sys.futexWakeAll(state, processShared: true)
+            return true
         }
-        var n = shared | (waiting << 16)
-        if exclusive { n |= StateWord.exclusive }
-        if (s & StateWord.exclusive != 0 && !exclusive) || s & StateWord.ownerDied != 0 { n |= StateWord.ownerDied }
-        state.pointee.store(n, ordering: .releasing)
-        recoveries.pointee.add(reclaimed, ordering: .relaxed)
-        recoverer.pointee.store(0, ordering: .releasing)
-        Sys.futexWakeAll(state, processShared: true)
-        return true
     }
 
     /// The recoverer word's value for a process: pid in the low 32 bits, the low 32 bits
