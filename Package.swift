@@ -20,7 +20,8 @@ let package = Package(
         .target(name: "Interlock", dependencies: ["CInterlock"], swiftSettings: strict),
         .executableTarget(name: "InterlockCLI", dependencies: ["Interlock"], swiftSettings: strict),
         // Test support: a process that opens a named lock and holds/releases on command.
-        .executableTarget(name: "InterlockTestHelper", dependencies: ["Interlock"], swiftSettings: strict),
+        .target(name: "CTestHelper"),
+        .executableTarget(name: "InterlockTestHelper", dependencies: ["Interlock", "CTestHelper"], swiftSettings: strict),
         .testTarget(
             name: "InterlockTests",
             dependencies: ["Interlock"],

@@ -3,6 +3,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
 
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -29,8 +33,25 @@ static void cinterlock_atfork_child(void) {
 static pthread_once_t cinterlock_atfork_once = PTHREAD_ONCE_INIT;
 static int cinterlock_atfork_result = 0;
 
+static pthread_mutex_t cinterlock_files_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+void cinterlock_files_lock(void) { pthread_mutex_lock(&cinterlock_files_mutex); }
+void cinterlock_files_unlock(void) { pthread_mutex_unlock(&cinterlock_files_mutex); }
+
+// fork() waits for the lock-file table to be consistent, and both sides get it back
+// unlocked (the child's copy was locked by the thread that called fork, which is the
+// child's only thread).
+static void cinterlock_atfork_prepare(void) { pthread_mutex_lock(&cinterlock_files_mutex); }
+static void cinterlock_atfork_parent(void) { pthread_mutex_unlock(&cinterlock_files_mutex); }
+
+static void cinterlock_atfork_child_all(void) {
+    pthread_mutex_unlock(&cinterlock_files_mutex);
+    cinterlock_atfork_child();
+}
+
 static void cinterlock_atfork_register_once(void) {
-    cinterlock_atfork_result = pthread_atfork(NULL, NULL, cinterlock_atfork_child);
+    cinterlock_atfork_result = pthread_atfork(
+        cinterlock_atfork_prepare, cinterlock_atfork_parent, cinterlock_atfork_child_all);
 }
 
 int cinterlock_register_atfork(void) {
@@ -64,6 +85,62 @@ int cinterlock_futex_wake(uint32_t *word, int count, int process_shared) {
     (void)word; (void)count; (void)process_shared;
     return -ENOSYS;
 }
+#endif
+
+#if defined(__linux__)
+static int cinterlock_byte_lock(int fd, int cmd, short type, int64_t offset, struct flock *out) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = (off_t)offset;
+    fl.l_len = 1;  // one byte; l_pid must be 0 for the OFD commands
+    while (fcntl(fd, cmd, &fl) != 0) {
+        if (errno != EINTR) return errno;
+    }
+    if (out) *out = fl;
+    return 0;
+}
+
+int cinterlock_lock_byte(int fd, int64_t offset) {
+    return cinterlock_byte_lock(fd, F_SETLK, F_WRLCK, offset, NULL);
+}
+
+int cinterlock_unlock_byte(int fd, int64_t offset) {
+    return cinterlock_byte_lock(fd, F_SETLK, F_UNLCK, offset, NULL);
+}
+
+int cinterlock_byte_lock_holder(int fd, int64_t offset, int32_t *holder) {
+    struct flock fl;
+    int e = cinterlock_byte_lock(fd, F_OFD_GETLK, F_WRLCK, offset, &fl);
+    if (e != 0) return -e;
+    if (fl.l_type == F_UNLCK) return 0;
+    *holder = (int32_t)fl.l_pid;
+    return 1;
+}
+
+int cinterlock_memfd_create(const char *name) {
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    return fd >= 0 ? fd : -errno;
+}
+
+int cinterlock_memfd_seal(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0 ? 0 : errno;
+}
+
+int64_t cinterlock_filesystem_type(int fd) {
+    struct statfs s;
+    return fstatfs(fd, &s) == 0 ? (int64_t)s.f_type : 0;
+}
+#else
+int cinterlock_lock_byte(int fd, int64_t offset) { (void)fd; (void)offset; return ENOSYS; }
+int cinterlock_unlock_byte(int fd, int64_t offset) { (void)fd; (void)offset; return ENOSYS; }
+int cinterlock_byte_lock_holder(int fd, int64_t offset, int32_t *holder) {
+    (void)fd; (void)offset; (void)holder; return -ENOSYS;
+}
+int cinterlock_memfd_create(const char *name) { (void)name; return -ENOSYS; }
+int cinterlock_memfd_seal(int fd) { (void)fd; return ENOSYS; }
+int64_t cinterlock_filesystem_type(int fd) { (void)fd; return 0; }
 #endif
 
 int cinterlock_rwlock_rdlock_until(void *rwlock, const struct timespec *deadline) {

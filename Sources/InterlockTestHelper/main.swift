@@ -1,8 +1,10 @@
 // interlock-test-helper: "another process" for Interlock's multi-process tests.
 //
 //     interlock-test-helper NAME [--capacity N] [--create-only | --open-only] [--allow-insecure]
+//                                [--path] [--main-exits] [--second-handle]
 //
-// Opens (or creates) the named lock NAME, prints `ready <pid>`, then obeys one command per
+// Opens (or creates) the named lock NAME (with --path: the lock file at path NAME),
+// prints `ready <pid>`, then obeys one command per
 // line on standard input and answers each with exactly one line on standard output
 // (flushed at once), except that a blocking acquisition first prints `pending`:
 //
@@ -13,7 +15,14 @@
 //     snapshot                           snapshot word=0x… shared=N waiting=N exclusive=B died=B
 //                                        recovering=B recoveries=N holders=N
 //     pid                                <pid>
+//     exec                               prints `exec`, then replaces itself with
+//                                        `sleep 600` (same pid; what it held is gone)
 //     quit (or end of input)             releases what it holds, prints `bye`, exits 0
+//
+// With --second-handle, it opens a second handle on the same lock and drops it again
+// before `ready` (closing a descriptor of the lock's file must not cost the first
+// handle its liveness). With --main-exits, the session runs on a second thread and the main thread calls
+// exits at once (the raw exit system call): the process lives on with its leader a zombie in /proc.
 //
 // `died=` is `SharedLock.previousHolderDied`, read inside the exclusive hold. A command
 // it does not understand, or a timed acquisition that fails otherwise, answers
@@ -26,6 +35,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CTestHelper
 import Interlock
 
 /// Prints one line and flushes it, so the test reading the pipe sees it at once.
@@ -121,6 +131,11 @@ struct Session {
             say(snapshotLine())
         case "pid":
             say("\(getpid())")
+        case "exec":
+            say("exec")
+            let argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("600"), nil]
+            execv("/bin/sleep", argv)
+            say("error exec: errno \(errno)")
         case "quit":
             return false
         default:
@@ -134,6 +149,9 @@ struct Session {
 
 var options = NamedLockOptions()
 var name: String?
+var isPath = false
+var mainExits = false
+var secondHandle = false
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
     switch argument {
@@ -145,6 +163,9 @@ while let argument = arguments.popFirst() {
     case "--create-only": options.creation = .createOnly
     case "--open-only": options.creation = .openOnly
     case "--allow-insecure": options.allowInsecurePermissions = true
+    case "--path": isPath = true
+    case "--main-exits": mainExits = true
+    case "--second-handle": secondHandle = true
     default:
         if argument.hasPrefix("--") || name != nil { usage("unexpected argument \(argument)") }
         name = argument
@@ -154,15 +175,35 @@ guard let name else { usage("missing NAME") }
 
 // MARK: Open, then obey
 
-var session: Session
-do {
-    session = Session(lock: try SharedLock(named: name, options: options))
-} catch {
-    say("error \(error)")
-    exit(3)
+/// What `run` opens; written once before any second thread starts.
+struct Target { let name: String; let isPath: Bool; let options: NamedLockOptions; let secondHandle: Bool }
+nonisolated(unsafe) var target: Target?
+
+@Sendable nonisolated func run() -> Never {
+    guard let t = target else { exit(3) }
+    func open() throws(InterlockError) -> SharedLock {
+        try t.isPath ? SharedLock(path: t.name, options: t.options) : SharedLock(named: t.name, options: t.options)
+    }
+    var session: Session
+    do {
+        session = Session(lock: try open())
+        if t.secondHandle { try open().withShared {} }
+    } catch {
+        say("error \(error)")
+        exit(3)
+    }
+    say("ready \(getpid())")
+    while let line = readLine(), session.obey(line) {}
+    session.releaseAll()
+    say("bye")
+    exit(0)
 }
-say("ready \(getpid())")
-while let line = readLine(), session.obey(line) {}
-session.releaseAll()
-say("bye")
-exit(0)
+
+target = Target(name: name, isPath: isPath, options: options, secondHandle: secondHandle)
+if mainExits {
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { @Sendable _ in run() }, nil)
+    guard rc == 0 else { say("error pthread_create: \(rc)"); exit(3) }
+    ctesthelper_exit_thread()
+}
+run()

@@ -70,8 +70,8 @@ struct BadInputTests {
 
     // MARK: Hand-made segments
 
-    /// A version-1 header with the given fields (see the layout in Segment.swift).
-    static func header(magic: UInt64 = RawSegment.magic, version: UInt32 = 1, ready: UInt32 = 1,
+    /// A version-2 header with the given fields (see the layout in Segment.swift).
+    static func header(magic: UInt64 = RawSegment.magic, version: UInt32 = 2, ready: UInt32 = 1,
                        size: UInt64, capacity: UInt32 = 64) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: 128)
         bytes.withUnsafeMutableBytes { p in
@@ -99,7 +99,7 @@ struct BadInputTests {
                reasonMentions: "magic"),
         Broken(label: "foreign data, not published", bytes: Array("#!/bin/sh\necho not a lock\n".utf8), fileSize: size,
                reasonMentions: "magic"),
-        Broken(label: "wrong layout version", bytes: header(version: 2, size: UInt64(size)), fileSize: size,
+        Broken(label: "wrong layout version", bytes: header(version: 1, size: UInt64(size)), fileSize: size,
                reasonMentions: "version"),
         Broken(label: "header size larger than the file", bytes: header(size: UInt64(size * 2)), fileSize: size,
                reasonMentions: "bytes"),

@@ -137,6 +137,50 @@ static inline int cinterlock_cpu_relax(void) {
 int cinterlock_rwlock_rdlock_until(void *rwlock, const struct timespec *deadline);
 int cinterlock_rwlock_wrlock_until(void *rwlock, const struct timespec *deadline);
 
+
+// MARK: Liveness byte locks and lock files
+
+/// Takes a POSIX record lock (F_SETLK, write) on the one byte at `offset` of `fd`.
+///
+/// In C because `fcntl` is variadic. POSIX record locks belong to the *process*: they
+/// are not inherited by `fork()` children, they vanish when the process dies (the kernel
+/// drops them while tearing the process down, whatever its pid or namespace), and —
+/// the classic trap — closing *any* descriptor of the same file drops all of them
+/// (see `LockFile`). Returns 0, or an errno: EAGAIN or EACCES when another process
+/// holds the byte.
+int cinterlock_lock_byte(int fd, int64_t offset);
+
+/// Releases this process's record lock on the byte at `offset`. Returns 0 or an errno.
+int cinterlock_unlock_byte(int fd, int64_t offset);
+
+/// Asks the kernel whether any process holds a record lock on the byte at `offset`.
+///
+/// Uses F_OFD_GETLK, whose lock owner is the open file description: the caller's own
+/// POSIX locks count as another owner, so they are reported too (plain F_GETLK would
+/// hide them). Returns 1 when the byte is locked (`*holder` is the holder's pid as
+/// seen in the caller's pid namespace, 0 when it is not visible there, -1 for an OFD
+/// lock), 0 when it is free, or -errno.
+int cinterlock_byte_lock_holder(int fd, int64_t offset, int32_t *holder);
+
+/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`. In C because glibc declares it
+/// only under `_GNU_SOURCE`. Returns the descriptor, or -errno.
+int cinterlock_memfd_create(const char *name);
+
+/// Seals a memfd against growing, shrinking and further sealing, so that no process
+/// can truncate it under another's mapping. Returns 0 or an errno.
+int cinterlock_memfd_seal(int fd);
+
+/// The file-system magic number of `fd` (`fstatfs` f_type), or 0 on failure.
+int64_t cinterlock_filesystem_type(int fd);
+
+/// The process-wide mutex that guards Interlock's table of open lock files.
+///
+/// In C so that `pthread_atfork` can hold it across `fork()` (prepare takes it, parent
+/// and child release it): a fork child never inherits it locked by a thread that does
+/// not exist there.
+void cinterlock_files_lock(void);
+void cinterlock_files_unlock(void);
+
 #pragma clang assume_nonnull end
 
 #ifdef __cplusplus

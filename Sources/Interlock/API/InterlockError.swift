@@ -29,6 +29,15 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
     case liveHolders(name: String, count: Int)
     /// A system call failed unexpectedly.
     case systemCall(String, errno: Int32)
+    /// The lock path cannot be used: `reason` says why (for example a symbolic link or a
+    /// directory in the lock file's place, or a directory that does not exist).
+    case invalidPath(String, reason: String)
+    /// The lock file's directory lets other users replace the lock file: it is writable
+    /// by others (or by the group) without the sticky bit, or owned by another user.
+    case insecureDirectory(path: String, mode: UInt32, owner: UInt32)
+    /// The lock's file is on a file system where record locks and shared mappings are
+    /// not reliable (a network file system), so a holder's death could not be told.
+    case unsupportedFileSystem(path: String, fileSystem: String)
 
     /// A sentence that says what happened and what to do.
     public var description: String {
@@ -59,6 +68,14 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
             return "lock \"\(name)\" is in use by \(count) live process\(count == 1 ? "" : "es"); stop them first, or remove with force"
         case .systemCall(let call, let errno):
             return "\(call) failed: \(Errno(errno).description) (errno \(errno))"
+        case .invalidPath(let path, let reason):
+            return "invalid lock path \"\(path)\": \(reason)"
+        case .insecureDirectory(let path, let mode, let owner):
+            return "the directory \(path) (mode \(String(mode, radix: 8)), owner uid \(owner)) lets other users replace the lock file; "
+                + "use a directory only you (or root) can write, or set NamedLockOptions.allowInsecurePermissions to accept it"
+        case .unsupportedFileSystem(let path, let fileSystem):
+            return "\(path) is on \(fileSystem), a network file system whose record locks cannot tell whether a holder died; "
+                + "put the lock on a local file system (ext4, xfs, btrfs, tmpfs, overlayfs)"
         }
     }
 }

@@ -3,7 +3,7 @@
 /// The snapshot is taken without locking: under concurrent use its fields may be
 /// mutually inconsistent by a few transitions.
 public struct LockSnapshot: Sendable, Equatable {
-    /// The lock's name, or nil for a lock in anonymous shared memory.
+    /// The lock's name (or path, for a lock file), or nil for a lock in anonymous shared memory.
     public var name: String?
     /// The segment's layout version.
     public var layoutVersion: UInt32
@@ -29,16 +29,23 @@ public struct LockSnapshot: Sendable, Equatable {
     /// Every process registered in the holder table.
     public var holders: [Holder]
 
-    /// One registered process.
+    /// One registered process (or a dead one whose share has not been reclaimed yet).
     public struct Holder: Sendable, Equatable {
-        /// Its process id.
+        /// Its holder-table entry.
+        public var slot: Int
+        /// Its process id as it saw itself when it registered (in its own pid namespace).
         public var pid: Int32
-        /// Its start time in clock ticks since boot (field 22 of `/proc/PID/stat`); with
-        /// the pid it identifies the process even if the pid is reused.
+        /// Its process id as the inspecting process sees it, from the kernel's record of
+        /// its liveness lock: nil if it is dead, 0 if it runs in a pid namespace the
+        /// inspecting process cannot see.
+        public var visiblePID: Int32?
+        /// Its start time in clock ticks since boot (field 22 of `/proc/PID/stat`), as it
+        /// read it itself; 0 if unknown. Information only: liveness is not judged by it.
         public var startTime: UInt64
         /// What it holds or waits for.
         public var mode: HolderMode
-        /// Whether the process is still running (zombies count as dead).
+        /// Whether the process still holds its entry's liveness lock, which the kernel
+        /// drops when it dies (or `exec`s).
         public var isAlive: Bool
     }
 
@@ -56,24 +63,28 @@ public struct LockSnapshot: Sendable, Equatable {
 }
 
 extension Segment {
-    /// Decodes the segment without changing it.
+    /// Decodes the segment without changing it. Lists every entry whose owner is alive
+    /// or that still holds something (a dead holder not yet reclaimed).
     func snapshot(name: String?) -> LockSnapshot {
+        checkHeader(name.map { "lock \"\($0)\"" } ?? "a fork-shared lock")
         let s = state.pointee.load(ordering: .acquiring)
         var holders: [LockSnapshot.Holder] = []
         for i in 0..<Int32(capacity) {
             let e = entry(i)
+            let visible = livePID(i)
+            let rawMode = e.mode.pointee.load(ordering: .acquiring)
+            if visible == nil && rawMode == Entry.idle { continue }
             let owner = Int32(bitPattern: e.owner.pointee.load(ordering: .acquiring))
-            if owner == 0 { continue }
             let start = e.startTime.pointee.load(ordering: .relaxed)
             let mode: LockSnapshot.HolderMode
-            switch e.mode.pointee.load(ordering: .acquiring) & Entry.modeMask {
+            switch rawMode & Entry.modeMask {
             case Entry.shared: mode = .shared
             case Entry.exclusive: mode = .exclusive
             case Entry.waiting: mode = .waitingExclusive
             default: mode = .idle
             }
-            holders.append(.init(pid: owner, startTime: start, mode: mode,
-                                 isAlive: ProcessIdentity.isAlive(pid: owner, startTime: start)))
+            holders.append(.init(slot: Int(i), pid: owner, visiblePID: visible, startTime: start, mode: mode,
+                                 isAlive: visible != nil))
         }
         return LockSnapshot(
             name: name, layoutVersion: version, segmentSize: mappedSize, capacity: capacity,

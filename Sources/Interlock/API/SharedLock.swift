@@ -12,12 +12,14 @@ import Synchronization
 /// lock.withExclusive { table.append(42) }       // one writer, nobody else
 /// ```
 ///
-/// Three scopes:
+/// Four scopes:
 /// - ``init()``: the threads of this process (`pthread_rwlock` with a writer gate).
-/// - ``forkShared(capacity:)``: anonymous shared memory, for a parent and the children
-///   it forks afterwards.
+/// - ``forkShared(capacity:)``: anonymous shared memory (a memfd), for a parent and the
+///   children it forks afterwards.
 /// - ``init(named:options:)``: a named segment (`shm_open`) that independently launched
 ///   programs open by name.
+/// - ``init(path:options:)``: a lock file at a path, for programs that share a directory
+///   (next to the data the lock guards, or on a volume several containers mount).
 ///
 /// **Writer preference.** Once a writer waits, new shared acquisitions wait too — in
 /// every thread of every process — so a stream of readers cannot starve a writer.
@@ -31,7 +33,10 @@ import Synchronization
 ///
 /// **Crashes.** If a process dies holding a process-scoped lock (even `kill -9`), the
 /// others reclaim its share after a short wait (about 2–25 ms); the next exclusive
-/// holder learns that its predecessor died through ``previousHolderDied``.
+/// holder learns that its predecessor died through ``previousHolderDied``. Whether a
+/// holder lives is the kernel's answer (a record lock each registered process holds on
+/// its entry of the lock's file, dropped when it dies), never a pid: a live process in
+/// another pid or time namespace, or whose main thread exited, is never taken for dead.
 ///
 /// - Warning: Neither mode is recursive, and shared mode cannot be upgraded. Re-acquiring
 ///   exclusive mode on the thread that holds it, asking for exclusive mode while holding
@@ -49,16 +54,22 @@ public final class SharedLock: @unchecked Sendable {
         case forkShared
         /// Every process that opens the lock by this name.
         case named(String)
+        /// Every process that opens the lock file at this path.
+        case path(String)
     }
 
     /// Which threads and processes this lock coordinates.
     public let scope: Scope
     @usableFromInline let local: ForkLocalPointer
     @usableFromInline let segment: Segment?
+    /// The file the segment is mapped from (process scopes); it carries this process's
+    /// liveness byte lock and stays open as long as the lock exists.
+    let file: LockFile?
 
-    private init(scope: Scope, segment: Segment?) {
+    private init(scope: Scope, opened: OpenSegment?) {
         self.scope = scope
-        self.segment = segment
+        self.segment = opened?.segment
+        self.file = opened?.file
         self.local = ForkLocalPointer(
             make: { LocalState.make(generation: $0) },
             discard: { LocalState.destroy($0) })
@@ -66,11 +77,11 @@ public final class SharedLock: @unchecked Sendable {
 
     /// Creates a lock for the threads of this process.
     public convenience init() {
-        self.init(scope: .threads, segment: nil)
+        self.init(scope: .threads, opened: nil)
     }
 
-    /// Creates a lock in anonymous shared memory, for this process and the children it
-    /// forks afterwards.
+    /// Creates a lock in anonymous shared memory (a memfd), for this process and the
+    /// children it forks afterwards.
     ///
     /// Create the lock *before* calling `fork()`; each child uses the same `SharedLock`
     /// object it inherited. Processes that were not forked from the creator cannot reach
@@ -79,10 +90,9 @@ public final class SharedLock: @unchecked Sendable {
     /// - Parameter capacity: how many processes can use the lock at once (1…4095).
     ///   Entries of exited processes are reused.
     /// - Throws: ``InterlockError/invalidCapacity(_:)`` for a capacity outside 1…4095, or
-    ///   ``InterlockError/systemCall(_:errno:)`` if the memory cannot be mapped.
+    ///   ``InterlockError/systemCall(_:errno:)`` if the memory cannot be made or mapped.
     public static func forkShared(capacity: Int = 64) throws(InterlockError) -> SharedLock {
-        let segment = try Segment.anonymous(capacity: capacity).get()
-        let lock = SharedLock(scope: .forkShared, segment: segment)
+        let lock = SharedLock(scope: .forkShared, opened: try Segment.anonymous(capacity: capacity).get())
         try lock.registerNow()
         return lock
     }
@@ -101,23 +111,54 @@ public final class SharedLock: @unchecked Sendable {
     ///   denied, insecure permissions, incompatible segment, not ready, or a full holder
     ///   table. A failed open changes nothing in an existing segment.
     public convenience init(named name: String, options: NamedLockOptions = NamedLockOptions()) throws(InterlockError) {
-        let segment = try Segment.named(name, options: options).get()
-        self.init(scope: .named(name), segment: segment)
-        do {
-            try registerNow()
-        } catch {
-            if case .holderTableFull(_, let capacity) = error { throw .holderTableFull(name: name, capacity: capacity) }
-            throw error
-        }
+        self.init(scope: .named(name), opened: try Segment.named(name, options: options).get())
+        try registerNow()
+    }
+
+    /// Opens or creates the lock file at `path`, shared by every process that opens it.
+    ///
+    /// The file is the lock: its contents are the lock's state (a few kilobytes), and it
+    /// outlives the processes that use it until ``remove(path:force:)`` (or
+    /// `interlock remove PATH`) deletes it. Put it on a local file system (ext4, xfs,
+    /// btrfs, tmpfs, overlayfs); network file systems are refused. Creation is race-free,
+    /// as for named locks; the file is created `0600` (`0660` with
+    /// ``NamedLockOptions/shareWithGroup``). Do not open, read or close the lock file
+    /// yourself in a process that uses the lock: closing any descriptor of it drops the
+    /// process's record locks, which tell the others it is alive.
+    ///
+    /// - Parameters:
+    ///   - path: the lock file's path (absolute, or relative to the working directory).
+    ///     A symbolic link, directory or other non-regular file in its place is refused.
+    ///   - options: creation mode, permissions and capacity, as for named locks.
+    /// - Throws: ``InterlockError`` — invalid path, insecure directory or file, not found,
+    ///   already exists, permission denied, unsupported file system, incompatible or
+    ///   unready file, or a full holder table. A failed open changes nothing in an
+    ///   existing lock file.
+    public convenience init(path: String, options: NamedLockOptions = NamedLockOptions()) throws(InterlockError) {
+        self.init(scope: .path(path), opened: try Segment.atPath(path, options: options).get())
+        try registerNow()
     }
 
     deinit {
         if let p = local.currentIfOwned() {
             let state = LocalState(p)
-            if let segment, state.slot >= 0 { segment.unregister(slot: state.slot, pid: state.pid) }
+            if let segment, state.slot >= 0 {
+                LockFile.withTableLock { segment.unregister(slot: state.slot) }
+            }
             LocalState.destroy(p)
         }
         segment?.unmap()
+        file?.release()
+    }
+
+    /// A short description of the lock for messages: its name, path or scope.
+    var label: String {
+        switch scope {
+        case .threads: return "a threads-scoped lock"
+        case .forkShared: return "a fork-shared lock"
+        case .named(let name): return "lock \"\(name)\""
+        case .path(let path): return "lock file \(path)"
+        }
     }
 
     /// Claims this process's holder-table entry now, so that a full table is reported
@@ -129,7 +170,13 @@ public final class SharedLock: @unchecked Sendable {
         // keep the rule that registration happens under the exclusive rwlock).
         state.lockExclusiveThread()
         defer { state.unlockExclusiveThread() }
-        _ = try state.entry(in: segment).get()
+        if case .failure(let error) = state.entry(in: segment) {
+            switch (error, scope) {
+            case (.holderTableFull(_, let capacity), .named(let name)), (.holderTableFull(_, let capacity), .path(let name)):
+                throw .holderTableFull(name: name, capacity: capacity)
+            default: throw error
+            }
+        }
     }
 
     /// Unlinks the named lock's segment.
@@ -162,6 +209,39 @@ public final class SharedLock: @unchecked Sendable {
         try Segment.remove(name: name).get()
     }
 
+    /// Deletes the lock file at `path`.
+    ///
+    /// As with ``remove(named:force:)``, processes that have the lock open keep using
+    /// it, and processes that open the path afterwards get a new lock; so removal refuses
+    /// while live processes are registered, unless `force` is true. It never deletes a
+    /// file that is not an Interlock lock file (or a half-made one), nor follows a
+    /// symbolic link.
+    ///
+    /// - Parameters:
+    ///   - path: the lock file's path.
+    ///   - force: remove even while live processes use it.
+    /// - Throws: ``InterlockError/liveHolders(name:count:)``, ``InterlockError/notFound(name:)``,
+    ///   ``InterlockError/incompatibleSegment(name:reason:)`` for a file of other data,
+    ///   or a path error.
+    public static func remove(path: String, force: Bool = false) throws(InterlockError) {
+        if !force {
+            var options = NamedLockOptions()
+            options.creation = .openOnly
+            options.allowInsecurePermissions = true
+            options.readyTimeout = .zero
+            do throws(InterlockError) {
+                let live = try inspect(path: path, options: options).holders.filter(\.isAlive).count
+                if live > 0 { throw .liveHolders(name: path, count: live) }
+            } catch {
+                switch error {
+                case .liveHolders, .notFound, .invalidPath, .permissionDenied: throw error
+                default: break  // a half-made lock can be removed; removePath refuses foreign files
+                }
+            }
+        }
+        try Segment.removePath(path).get()
+    }
+
     /// Reads the named lock's state without taking it or registering in it.
     ///
     /// - Parameter name: the lock's name.
@@ -175,16 +255,37 @@ public final class SharedLock: @unchecked Sendable {
     }
 
     private static func inspect(named name: String, options: NamedLockOptions) throws(InterlockError) -> LockSnapshot {
-        let segment = try Segment.named(name, options: options).get()
-        defer { segment.unmap() }
-        return segment.snapshot(name: name)
+        let opened = try Segment.named(name, options: options).get()
+        defer { opened.close() }
+        return opened.segment.snapshot(name: name)
+    }
+
+    /// Reads the state of the lock file at `path` without taking the lock or registering
+    /// in it.
+    ///
+    /// - Parameter path: the lock file's path.
+    /// - Returns: a decoded snapshot of the header, state word and holder table.
+    /// - Throws: the errors of ``init(path:options:)`` with `.openOnly`.
+    public static func inspect(path: String) throws(InterlockError) -> LockSnapshot {
+        var options = NamedLockOptions()
+        options.creation = .openOnly
+        options.allowInsecurePermissions = true
+        return try inspect(path: path, options: options)
+    }
+
+    private static func inspect(path: String, options: NamedLockOptions) throws(InterlockError) -> LockSnapshot {
+        let opened = try Segment.atPath(path, options: options).get()
+        defer { opened.close() }
+        return opened.segment.snapshot(name: path)
     }
 
     /// A snapshot of this lock's shared state, or nil for a threads-scoped lock.
     public func snapshot() -> LockSnapshot? {
         guard let segment else { return nil }
-        if case .named(let name) = scope { return segment.snapshot(name: name) }
-        return segment.snapshot(name: nil)
+        switch scope {
+        case .named(let name), .path(let name): return segment.snapshot(name: name)
+        default: return segment.snapshot(name: nil)
+        }
     }
 
     /// Whether the previous exclusive holder died while holding the lock.

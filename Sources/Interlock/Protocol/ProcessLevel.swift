@@ -4,7 +4,8 @@ import Glibc
 import Synchronization
 
 /// A waiting strategy for cross-process waits: spin briefly, then sleep on the shared
-/// futex in bounded slices, and every so often look for dead holders.
+/// futex in bounded slices, and every so often ask the kernel whether a holder died
+/// (one `fcntl(F_OFD_GETLK)` per non-idle entry; see `Segment.recoverIfNeeded`).
 @usableFromInline
 struct Waiter {
     /// Absolute CLOCK_MONOTONIC deadline in nanoseconds, or nil to wait forever.
@@ -29,7 +30,7 @@ extension Segment {
     /// Adds this process to the shared holders. Returns false if `tryOnly` and the lock
     /// is not available now, or at the waiter's deadline.
     @usableFromInline
-    func acquireShared(entry: Entry, pid: Int32, waiter: inout Waiter, tryOnly: Bool) -> Bool {
+    func acquireShared(entry: Entry, slot: Int32, waiter: inout Waiter, tryOnly: Bool) -> Bool {
         let blocked = StateWord.exclusive | StateWord.waitingMask | StateWord.recovering
         while true {
             let s = state.pointee.load(ordering: .acquiring)
@@ -37,17 +38,17 @@ extension Segment {
                 if transition(s, s + StateWord.oneShared, entry: entry, from: Entry.idle, to: Entry.shared) { return true }
                 continue
             }
-            if tryOnly || !wait(observed: s, pid: pid, waiter: &waiter) { return false }
+            if tryOnly || !wait(observed: s, slot: slot, waiter: &waiter) { return false }
         }
     }
 
     /// Removes this process from the shared holders; the last one out wakes sleepers.
     @usableFromInline
-    func releaseShared(entry: Entry, pid: Int32) {
+    func releaseShared(entry: Entry, slot: Int32) {
         var waiter = Waiter(deadline: nil)
         while true {
             let s = state.pointee.load(ordering: .relaxed)
-            if s & StateWord.recovering != 0 { _ = wait(observed: s, pid: pid, waiter: &waiter); continue }
+            if s & StateWord.recovering != 0 { _ = wait(observed: s, slot: slot, waiter: &waiter); continue }
             precondition(s & StateWord.sharedMask != 0, "Interlock: shared count underflow in the state word")
             var n = s - StateWord.oneShared
             let wake = n & StateWord.sharedMask == 0 && n & StateWord.parked != 0
@@ -64,7 +65,7 @@ extension Segment {
     /// Takes exclusive mode for this process. Returns nil if not acquired (try, or
     /// deadline), otherwise whether the previous exclusive holder died holding it.
     @usableFromInline
-    func acquireExclusive(entry: Entry, pid: Int32, waiter: inout Waiter, tryOnly: Bool) -> Bool? {
+    func acquireExclusive(entry: Entry, slot: Int32, waiter: inout Waiter, tryOnly: Bool) -> Bool? {
         let busy = StateWord.exclusive | StateWord.sharedMask | StateWord.recovering
         if tryOnly {
             while true {
@@ -82,7 +83,7 @@ extension Segment {
         while true {
             let s = state.pointee.load(ordering: .acquiring)
             if s & StateWord.recovering != 0 {
-                if !wait(observed: s, pid: pid, waiter: &waiter) { return nil }
+                if !wait(observed: s, slot: slot, waiter: &waiter) { return nil }
                 continue
             }
             if transition(s, s + StateWord.oneWaiting, entry: entry, from: Entry.idle, to: Entry.waiting) { break }
@@ -93,8 +94,8 @@ extension Segment {
                 if let died = take(s, from: Entry.waiting, entry: entry) { return died }
                 continue
             }
-            if !wait(observed: s, pid: pid, waiter: &waiter) {
-                withdrawWaiting(entry: entry, pid: pid)
+            if !wait(observed: s, slot: slot, waiter: &waiter) {
+                withdrawWaiting(entry: entry, slot: slot)
                 return nil
             }
         }
@@ -110,11 +111,11 @@ extension Segment {
     }
 
     /// A timed-out writer takes back its announcement, leaving no trace.
-    private func withdrawWaiting(entry: Entry, pid: Int32) {
+    private func withdrawWaiting(entry: Entry, slot: Int32) {
         var waiter = Waiter(deadline: nil)
         while true {
             let s = state.pointee.load(ordering: .relaxed)
-            if s & StateWord.recovering != 0 { _ = wait(observed: s, pid: pid, waiter: &waiter); continue }
+            if s & StateWord.recovering != 0 { _ = wait(observed: s, slot: slot, waiter: &waiter); continue }
             var n = s - StateWord.oneWaiting
             let wake = n & StateWord.waitingMask == 0 && n & StateWord.parked != 0
             if wake { n &= ~StateWord.parked }
@@ -127,11 +128,11 @@ extension Segment {
 
     /// Releases exclusive mode and wakes every sleeper.
     @usableFromInline
-    func releaseExclusive(entry: Entry, pid: Int32) {
+    func releaseExclusive(entry: Entry, slot: Int32) {
         var waiter = Waiter(deadline: nil)
         while true {
             let s = state.pointee.load(ordering: .relaxed)
-            if s & StateWord.recovering != 0 { _ = wait(observed: s, pid: pid, waiter: &waiter); continue }
+            if s & StateWord.recovering != 0 { _ = wait(observed: s, slot: slot, waiter: &waiter); continue }
             precondition(s & StateWord.exclusive != 0, "Interlock: exclusive bit missing in the state word on release")
             let n = s & ~(StateWord.exclusive | StateWord.parked)
             if transition(s, n, entry: entry, from: Entry.exclusive, to: Entry.idle) {
@@ -155,7 +156,7 @@ extension Segment {
     /// Spins first, then sleeps on the shared futex in bounded slices; a waiter that has
     /// waited long enough scans the holder table for dead holders and recovers.
     @usableFromInline
-    func wait(observed s: UInt32, pid: Int32, waiter: inout Waiter) -> Bool {
+    func wait(observed s: UInt32, slot: Int32, waiter: inout Waiter) -> Bool {
         if waiter.spins < Waiter.spinRounds {
             waiter.spins += 1
             Sys.spinHint()
@@ -167,7 +168,7 @@ extension Segment {
             waiter.nextCheck = now + Waiter.firstCheckNanoseconds
         } else if now >= waiter.nextCheck {
             waiter.nextCheck = now + Waiter.checkIntervalNanoseconds
-            if recoverIfNeeded(pid: pid, startTime: ProcessIdentity.currentStartTime()) { return true }
+            if recoverIfNeeded(slot: slot) { return true }
         }
         var expected = s
         if s & StateWord.parked == 0 {

@@ -30,7 +30,8 @@ extension LocalState {
     func entry(in segment: Segment) -> Result<Entry, InterlockError> {
         if slot >= 0 { return .success(segment.entry(slot)) }
         if startTime == 0 { startTime = ProcessIdentity.currentStartTime() }
-        guard let s = segment.register(pid: pid, startTime: startTime) else {
+        let (pid, startTime) = (pid, startTime)
+        guard let s = LockFile.withTableLock({ segment.register(pid: pid, startTime: startTime) }) else {
             return .failure(.holderTableFull(name: nil, capacity: segment.capacity))
         }
         slot = s
@@ -77,7 +78,7 @@ extension LocalState {
                 // This process already holds shared mode; still defer to waiting writers.
                 let s = segment.state.pointee.load(ordering: .acquiring)
                 if s & StateWord.waitingMask != 0 {
-                    if tryOnly || !segment.wait(observed: s, pid: pid, waiter: &waiter) { return .failure(.timedOut) }
+                    if tryOnly || !segment.wait(observed: s, slot: slot, waiter: &waiter) { return .failure(.timedOut) }
                     continue
                 }
                 if readers.pointee.compareExchange(expected: r, desired: r + 1, ordering: .acquiring).exchanged {
@@ -94,7 +95,7 @@ extension LocalState {
             case .failure(let e):
                 result = .failure(e)
             case .success(let e):
-                result = segment.acquireShared(entry: e, pid: pid, waiter: &waiter, tryOnly: tryOnly)
+                result = segment.acquireShared(entry: e, slot: slot, waiter: &waiter, tryOnly: tryOnly)
                     ? .success(()) : .failure(.timedOut)
             }
             let old = readers.pointee.exchange(result.isSuccess ? 1 : 0, ordering: .acquiringAndReleasing)
@@ -127,7 +128,7 @@ extension LocalState {
             guard readers.pointee.compareExchange(
                 expected: r, desired: Readers.busy | (r & Readers.parked), ordering: .acquiringAndReleasing).exchanged
             else { continue }
-            segment.releaseShared(entry: segment.entry(slot), pid: pid)
+            segment.releaseShared(entry: segment.entry(slot), slot: slot)
             let old = readers.pointee.exchange(0, ordering: .acquiringAndReleasing)
             if old & Readers.parked != 0 { Sys.futexWakeAll(readers, processShared: false) }
             return
@@ -170,7 +171,7 @@ extension LocalState {
         case .success(let entry): e = entry
         }
         var waiter = Waiter(deadline: deadline)
-        guard let died = segment.acquireExclusive(entry: e, pid: pid, waiter: &waiter, tryOnly: tryOnly) else {
+        guard let died = segment.acquireExclusive(entry: e, slot: slot, waiter: &waiter, tryOnly: tryOnly) else {
             return .failure(.timedOut)
         }
         ownerDied = died
@@ -180,7 +181,7 @@ extension LocalState {
     @usableFromInline
     func leaveExclusive(_ segment: Segment) {
         ownerDied = false
-        segment.releaseExclusive(entry: segment.entry(slot), pid: pid)
+        segment.releaseExclusive(entry: segment.entry(slot), slot: slot)
     }
 }
 

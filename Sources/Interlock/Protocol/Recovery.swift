@@ -5,11 +5,15 @@ import Synchronization
 
 /// Crash recovery: rebuilding the state word from the holder table.
 ///
-/// A process that dies (even by `kill -9`) leaves its share in the state word. A waiter
-/// that has waited long enough scans the table; if a non-idle entry belongs to a dead
-/// process (pid gone, a zombie, or a different start time), it recovers:
+/// A process that dies (even by `kill -9`) leaves its share in the state word. Whether
+/// an entry's owner lives is the kernel's answer: the owner holds a record lock on the
+/// entry's byte of the lock file, dropped when it dies (see `Segment`). A waiter that has
+/// waited long enough scans the table; if a non-idle entry's byte is free, its owner is
+/// dead and the waiter recovers:
 ///
-/// 1. It claims the `recoverer` word (its pid). A recoverer that died is taken over.
+/// 1. It claims the `recoverer` word with its own identity (its slot and that entry's
+///    epoch). A recoverer that died is taken over: its byte is free, or its entry was
+///    claimed again since (another epoch).
 /// 2. It freezes the word by setting `StateWord.recovering`: every other transition
 ///    now fails its CAS, so the table can no longer change underneath.
 /// 3. It waits until no *live* entry is `inFlight`: a live process whose CAS landed
@@ -23,41 +27,40 @@ import Synchronization
 ///
 /// Because the word is rebuilt from live entries, two recoverers can never both
 /// subtract one dead share, and a process that died mid-transition (its entry still
-/// `inFlight`) needs no guessing about whether its CAS landed.
+/// `inFlight`) needs no guessing about whether its CAS landed. A dead entry stays
+/// non-idle until recovery has discounted it, and registration only claims idle
+/// entries, so a new process can never inherit (or hide) a dead share — whatever pid
+/// it has.
 extension Segment {
     /// Looks for dead holders (or a dead recoverer) and recovers if there is one.
-    /// Returns whether a recovery ran.
+    /// `slot` is the caller's own registered entry. Returns whether a recovery ran.
     @discardableResult
-    func recoverIfNeeded(pid: Int32, startTime: UInt64) -> Bool {
+    func recoverIfNeeded(slot: Int32) -> Bool {
         let s = state.pointee.load(ordering: .acquiring)
         if s & StateWord.recovering != 0 {
             let r = recoverer.pointee.load(ordering: .acquiring)
-            if r == 0 || (r != Segment.recovererIdentity(pid: pid, startTime: startTime) && !Segment.recovererIsAlive(r)) {
-                return recover(pid: pid, startTime: startTime)
+            if r == 0 || (r != recovererIdentity(slot: slot) && !recovererIsAlive(r)) {
+                return recover(slot: slot)
             }
             return false
         }
         for i in 0..<Int32(capacity) {
-            let e = entry(i)
-            let owner = Int32(bitPattern: e.owner.pointee.load(ordering: .acquiring))
-            if owner == 0 || owner == pid { continue }
-            if e.mode.pointee.load(ordering: .acquiring) == Entry.idle { continue }
-            if !ProcessIdentity.isAlive(pid: owner, startTime: e.startTime.pointee.load(ordering: .relaxed)) {
-                return recover(pid: pid, startTime: startTime)
-            }
+            if entry(i).mode.pointee.load(ordering: .acquiring) == Entry.idle { continue }
+            if !isLive(i) { return recover(slot: slot) }
         }
         return false
     }
 
     /// Runs the recovery described on this extension. Returns false if another live
     /// process is already recovering, or if a live process did not settle in time.
-    func recover(pid: Int32, startTime: UInt64) -> Bool {
-        let me = Segment.recovererIdentity(pid: pid, startTime: startTime)
+    func recover(slot: Int32) -> Bool {
+        checkHeader("this lock")
+        let me = recovererIdentity(slot: slot)
         // 1. Claim the recoverer word.
         while true {
             let r = recoverer.pointee.load(ordering: .acquiring)
             if r == me { return false }  // another thread of this process is on it
-            if r != 0 && Segment.recovererIsAlive(r) { return false }
+            if r != 0 && recovererIsAlive(r) { return false }
             let (ok, _) = recoverer.pointee.compareExchange(expected: r, desired: me, ordering: .acquiringAndReleasing)
             if ok { break }
         }
@@ -73,10 +76,7 @@ extension Segment {
         let settleDeadline = Sys.monotonicNanoseconds() + 2_000_000_000
         for i in 0..<Int32(capacity) {
             let e = entry(i)
-            while true {
-                let owner = Int32(bitPattern: e.owner.pointee.load(ordering: .acquiring))
-                if owner == 0 || e.mode.pointee.load(ordering: .acquiring) & Entry.inFlight == 0 { break }
-                if owner != pid && !ProcessIdentity.isAlive(pid: owner, startTime: e.startTime.pointee.load(ordering: .relaxed)) { break }
+            while e.mode.pointee.load(ordering: .acquiring) & Entry.inFlight != 0 && isLive(i) {
                 if Sys.monotonicNanoseconds() > settleDeadline {
                     // A live process is stuck mid-transition (stopped?): undo the freeze, retry later.
                     state.pointee.bitwiseAnd(~StateWord.recovering, ordering: .acquiringAndReleasing)
@@ -95,17 +95,11 @@ extension Segment {
             dead.initialize(repeating: 0)
             var shared: UInt32 = 0, waiting: UInt32 = 0, exclusive = false, reclaimed: UInt32 = 0
             for i in 0..<Int32(capacity) {
-                let e = entry(i)
-                let owner = e.owner.pointee.load(ordering: .acquiring)
-                if owner == 0 { continue }
-                let mode = e.mode.pointee.load(ordering: .acquiring)
-                let alive = Int32(bitPattern: owner) == pid
-                    || ProcessIdentity.isAlive(pid: Int32(bitPattern: owner), startTime: e.startTime.pointee.load(ordering: .relaxed))
-                if !alive {
-                    if mode != Entry.idle {
-                        reclaimed += 1
-                        dead[Int(i) / 64] |= 1 << UInt64(Int(i) % 64)
-                    }
+                let mode = entry(i).mode.pointee.load(ordering: .acquiring)
+                if mode == Entry.idle { continue }
+                if !isLive(i) {
+                    reclaimed += 1
+                    dead[Int(i) / 64] |= 1 << UInt64(Int(i) % 64)
                     continue
                 }
                 switch mode & Entry.modeMask {
@@ -119,8 +113,8 @@ extension Segment {
             if exclusive { n |= StateWord.exclusive }
             if (s & StateWord.exclusive != 0 && !exclusive) || s & StateWord.ownerDied != 0 { n |= StateWord.ownerDied }
             state.pointee.store(n, ordering: .releasing)
-            // Only the mode of a dead entry is reset; owner and start time stay, so recovery
-            // never writes the fields `register` uses to claim a dead idle entry.
+            // Only the mode of a dead entry is reset (non-idle to idle): that is what lets
+            // registration claim it again.
             for i in 0..<capacity where dead[i / 64] & (1 << UInt64(i % 64)) != 0 {
                 entry(Int32(i)).mode.pointee.store(Entry.idle, ordering: .releasing)
             }
@@ -131,53 +125,53 @@ extension Segment {
         }
     }
 
-    /// The recoverer word's value for a process: pid in the low 32 bits, the low 32 bits
-    /// of its start time in the high ones.
-    static func recovererIdentity(pid: Int32, startTime: UInt64) -> UInt64 {
-        UInt64(UInt32(bitPattern: pid)) | (startTime << 32)
+    /// The recoverer word's value for the owner of entry `slot`: slot + 1 in the low 32
+    /// bits, the entry's epoch in the high ones. The epoch changes whenever the entry is
+    /// claimed again, so a dead recoverer's word never names its entry's next owner.
+    func recovererIdentity(slot: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: slot + 1)) | UInt64(entry(slot).epoch.pointee.load(ordering: .acquiring)) << 32
     }
 
-    /// Whether the process named by a recoverer word is still running (and is the same
-    /// process, not a reused pid).
-    static func recovererIsAlive(_ identity: UInt64) -> Bool {
-        let pid = Int32(bitPattern: UInt32(truncatingIfNeeded: identity))
-        guard let status = ProcessIdentity.status(of: pid), !status.isZombie else { return false }
-        let start = identity >> 32
-        return start == 0 || status.startTime == 0 || status.startTime & 0xFFFF_FFFF == start
+    /// Whether the process named by a recoverer word still owns the entry it named.
+    func recovererIsAlive(_ identity: UInt64) -> Bool {
+        let slot = Int64(identity & 0xFFFF_FFFF) - 1
+        guard slot >= 0 && slot < Int64(capacity) else { return false }  // not one of ours: corrupt
+        return recovererIdentity(slot: Int32(slot)) == identity && isLive(Int32(slot))
     }
 
     // MARK: Registration
 
-    /// Claims a holder-table entry for `pid`. Returns nil if the table is full of live
-    /// processes. Entries of dead processes that hold nothing are reused.
+    /// Claims a holder-table entry: the first entry that is idle and whose liveness byte
+    /// no live process holds, which this process then locks. Returns nil if there is
+    /// none (every entry is used by a live process, or waits for recovery).
+    ///
+    /// Within one process, call it under `LockFile.withTableLock` (the record lock cannot
+    /// tell two handles of one process apart); between processes the record lock is the
+    /// arbiter. An idle entry with a free byte stays idle (only a live owner makes it
+    /// non-idle), so taking its byte is enough to own it.
     func register(pid: Int32, startTime: UInt64) -> Int32? {
-        let me = UInt32(bitPattern: pid)
+        checkHeader("this lock")
         for i in 0..<Int32(capacity) {
             let e = entry(i)
-            if e.owner.pointee.compareExchange(expected: 0, desired: me, ordering: .acquiringAndReleasing).exchanged {
-                e.mode.pointee.store(Entry.idle, ordering: .releasing)
-                e.startTime.pointee.store(startTime, ordering: .releasing)
-                return i
-            }
-        }
-        for i in 0..<Int32(capacity) {
-            let e = entry(i)
-            let owner = e.owner.pointee.load(ordering: .acquiring)
-            if owner == 0 || e.mode.pointee.load(ordering: .acquiring) != Entry.idle { continue }
-            if ProcessIdentity.isAlive(pid: Int32(bitPattern: owner), startTime: e.startTime.pointee.load(ordering: .relaxed)) { continue }
-            if e.owner.pointee.compareExchange(expected: owner, desired: me, ordering: .acquiringAndReleasing).exchanged {
-                e.startTime.pointee.store(startTime, ordering: .releasing)
-                return i
-            }
+            if e.mode.pointee.load(ordering: .acquiring) != Entry.idle { continue }
+            if isLive(i) { continue }  // a live owner, perhaps another handle of this process
+            guard Sys.lockByte(fd, at: Segment.entryOffset(i)) else { continue }  // another process won it
+            e.epoch.pointee.add(1, ordering: .acquiringAndReleasing)
+            e.owner.pointee.store(UInt32(bitPattern: pid), ordering: .releasing)
+            e.startTime.pointee.store(startTime, ordering: .releasing)
+            return i
         }
         return nil
     }
 
-    /// Gives an idle entry back.
-    func unregister(slot: Int32, pid: Int32) {
+    /// Gives an idle entry back (under `LockFile.withTableLock`). An entry that is not
+    /// idle is left as it is: once this process closes the file or exits, its byte is
+    /// free and recovery discounts the entry like any dead holder's.
+    func unregister(slot: Int32) {
         let e = entry(slot)
         guard e.mode.pointee.load(ordering: .acquiring) == Entry.idle else { return }
+        e.owner.pointee.store(0, ordering: .releasing)
         e.startTime.pointee.store(0, ordering: .relaxed)
-        _ = e.owner.pointee.compareExchange(expected: UInt32(bitPattern: pid), desired: 0, ordering: .acquiringAndReleasing)
+        Sys.unlockByte(fd, at: Segment.entryOffset(slot))
     }
 }

@@ -3,38 +3,58 @@ import Glibc
 #endif
 import Synchronization
 
-/// The shared-memory segment of a process-scoped `SharedLock` (anonymous or named).
+/// The shared-memory segment of a process-scoped `SharedLock`, mapped from the lock's
+/// file: a memfd (`forkShared`), a shared-memory object (named) or a regular file (path).
 ///
-/// Layout, version 1 (offsets in bytes; little-endian, native alignment):
+/// Layout, version 2 (offsets in bytes; little-endian, native alignment):
 /// ```
 ///   0  magic        UInt64          "INTLOCK1"; written last by the creator, before `ready`
-///   8  version      UInt32          layout version (1)
+///   8  version      UInt32          layout version (2)
 ///  12  ready        Atomic<UInt32>  0 while the creator initialises, 1 once published
 ///  16  size         UInt64          total segment size in bytes
 ///  24  capacity     UInt32          number of holder-table entries
-///  32  recoverer    Atomic<UInt64>  identity of the process rebuilding the state word, 0 if
-///                                   none: pid in the low 32 bits, the low 32 bits of its start
-///                                   time in the high ones (a reused pid is not the recoverer)
+///  32  recoverer    Atomic<UInt64>  the process rebuilding the state word, 0 if none:
+///                                   its slot + 1 in the low 32 bits, that entry's `epoch`
+///                                   in the high ones (see `Segment.recovererIdentity`)
 ///  40  recoveries   Atomic<UInt32>  number of dead holders reclaimed so far
 ///  64  state        Atomic<UInt32>  the state word (own cache line), see `StateWord`
 /// 128  entries      capacity × 64 bytes, one per participating process, see `Entry`
 /// ```
 /// The size is `128 + 64 × capacity`, rounded up to whole pages.
+///
+/// **Liveness.** A process registered in entry `i` holds a POSIX record lock on the byte
+/// at the entry's offset (`128 + 64 × i`) of the lock's file, from registration until it
+/// unregisters. The kernel drops that lock the instant the process dies (or `exec`s: the
+/// descriptor is close-on-exec), so "is the owner of entry `i` alive?" is a question for
+/// the kernel (`Sys.byteLockHolder`) — exact whatever the pid, pid namespace, time
+/// namespace, user or thread state. pid and start time in the entry are information for
+/// `inspect`, never the judge.
+///
+/// **Trust.** `capacity`, `mappedSize` and `fd` are validated when the segment is opened
+/// and kept here, in process memory; every table walk and every index uses them, never
+/// the header again, so nothing written to the segment later can make this process
+/// touch memory outside its mapping.
 @usableFromInline @frozen
 struct Segment: @unchecked Sendable {
     // Sendable: the memory is shared between processes by design; every field that
     // changes after publication is an Atomic.
     @usableFromInline let base: UnsafeMutableRawPointer
     let mappedSize: Int
+    /// The holder-table capacity, validated at open (the header's copy is not re-read).
+    let capacity: Int
+    /// The lock file's descriptor (owned by a `LockFile`), for the liveness byte locks.
+    let fd: Int32
 
     static let magic: UInt64 = 0x314B_434F_4C54_4E49  // "INTLOCK1" as little-endian bytes
-    static let layoutVersion: UInt32 = 1
+    static let layoutVersion: UInt32 = 2
     static let headerSize = 128
     static let entrySize = 64
 
-    init(base: UnsafeMutableRawPointer, mappedSize: Int) {
+    init(base: UnsafeMutableRawPointer, mappedSize: Int, capacity: Int, fd: Int32) {
         self.base = base
         self.mappedSize = mappedSize
+        self.capacity = capacity
+        self.fd = fd
     }
 
     static func byteCount(capacity: Int) -> Int {
@@ -42,26 +62,47 @@ struct Segment: @unchecked Sendable {
         return (raw + Sys.pageSize - 1) / Sys.pageSize * Sys.pageSize
     }
 
+    /// The offset of entry `slot`, which is also the byte its owner keeps locked.
+    static func entryOffset(_ slot: Int32) -> Int { headerSize + entrySize * Int(slot) }
+
     var magicValue: UInt64 { base.load(as: UInt64.self) }
     var version: UInt32 { base.load(fromByteOffset: 8, as: UInt32.self) }
     var ready: UnsafeMutablePointer<Atomic<UInt32>> { (base + 12).assumingMemoryBound(to: Atomic<UInt32>.self) }
     var declaredSize: UInt64 { base.load(fromByteOffset: 16, as: UInt64.self) }
-    var capacity: Int { Int(base.load(fromByteOffset: 24, as: UInt32.self)) }
+    /// The capacity the header declares now (validated once at open; see `capacity`).
+    var declaredCapacity: Int { Int(base.load(fromByteOffset: 24, as: UInt32.self)) }
     var recoverer: UnsafeMutablePointer<Atomic<UInt64>> { (base + 32).assumingMemoryBound(to: Atomic<UInt64>.self) }
     var recoveries: UnsafeMutablePointer<Atomic<UInt32>> { (base + 40).assumingMemoryBound(to: Atomic<UInt32>.self) }
     @inlinable var state: UnsafeMutablePointer<Atomic<UInt32>> { (base + 64).assumingMemoryBound(to: Atomic<UInt32>.self) }
 
+    /// Entry `index`. Invariant: `0 <= index < capacity` (callers index with slots they
+    /// own or loop over `0..<capacity`; a slot read from shared memory is range-checked
+    /// first).
     @inlinable func entry(_ index: Int32) -> Entry {
         Entry(base + 128 + 64 * Int(index))
     }
 
+    // MARK: Liveness
+
+    /// Whether a live process owns entry `slot` (holds its byte lock). Any process's
+    /// lock counts, this process's own included.
+    func isLive(_ slot: Int32) -> Bool {
+        Sys.byteLockHolder(fd, at: Segment.entryOffset(slot)) != nil
+    }
+
+    /// The pid of entry `slot`'s live owner as this process sees it (0 when it lives in a
+    /// pid namespace this process cannot see), or nil when no live process owns it.
+    func livePID(_ slot: Int32) -> Int32? {
+        Sys.byteLockHolder(fd, at: Segment.entryOffset(slot))
+    }
+
     /// Initialises a zero-filled mapping as an empty lock and publishes it (`ready` = 1).
     /// Only the creator calls this, before anyone else can use the segment.
-    static func initialise(_ base: UnsafeMutableRawPointer, size: Int, capacity: Int) -> Segment {
+    static func initialise(_ base: UnsafeMutableRawPointer, size: Int, capacity: Int, fd: Int32) -> Segment {
         base.storeBytes(of: layoutVersion, toByteOffset: 8, as: UInt32.self)
         base.storeBytes(of: UInt64(size), toByteOffset: 16, as: UInt64.self)
         base.storeBytes(of: UInt32(capacity), toByteOffset: 24, as: UInt32.self)
-        let segment = Segment(base: base, mappedSize: size)
+        let segment = Segment(base: base, mappedSize: size, capacity: capacity, fd: fd)
         segment.ready.initialize(to: Atomic(0))
         segment.recoverer.initialize(to: Atomic(0))
         segment.recoveries.initialize(to: Atomic(0))
@@ -73,7 +114,8 @@ struct Segment: @unchecked Sendable {
         return segment
     }
 
-    /// Checks a published header against the mapping. Returns a reason on mismatch.
+    /// Checks a published header against the mapping (this segment's `capacity` is not
+    /// yet trusted: it is the header's). Returns a reason on mismatch.
     func validate() -> String? {
         if magicValue != Segment.magic { return "it is not an Interlock lock (bad magic number)" }
         if version != Segment.layoutVersion {
@@ -82,11 +124,23 @@ struct Segment: @unchecked Sendable {
         if declaredSize != UInt64(mappedSize) {
             return "its header says \(declaredSize) bytes but the segment is \(mappedSize) bytes"
         }
-        let cap = capacity
+        let cap = declaredCapacity
+        if cap != capacity { return "its header changed while it was being opened" }
         if cap < 1 || cap > StateWord.maximumCapacity || Segment.headerSize + Segment.entrySize * cap > mappedSize {
             return "its holder table capacity \(cap) does not fit its size \(mappedSize)"
         }
         return nil
+    }
+
+    /// Traps, naming the lock, if the header no longer says what it said when this
+    /// process validated it: somebody wrote over the segment. Checked on the rare paths
+    /// (registration, recovery, snapshots); the values in use are never re-read anyway.
+    func checkHeader(_ what: @autoclosure () -> String) {
+        let cap = declaredCapacity, size = declaredSize
+        if cap != capacity || size != UInt64(mappedSize) || magicValue != Segment.magic {
+            fatalError("Interlock: the segment of \(what()) was overwritten (capacity \(capacity) became \(cap), "
+                + "size \(mappedSize) became \(size)): corrupt or tampered; remove it once no program uses it")
+        }
     }
 }
 
@@ -94,13 +148,17 @@ struct Segment: @unchecked Sendable {
 ///
 /// Layout (64 bytes, one cache line):
 /// ```
-///  0  owner      Atomic<UInt32>  pid of the process using this entry, 0 if free
+///  0  owner      Atomic<UInt32>  the owner's pid in its own pid namespace, 0 if free (information)
 ///  4  mode       Atomic<UInt32>  `Entry.idle/shared/exclusive/waiting`, plus `inFlight`
-///  8  startTime  Atomic<UInt64>  the owner's start time (guards pid reuse), 0 if unknown
+///  8  startTime  Atomic<UInt64>  the owner's start time in clock ticks since boot (information)
+/// 16  epoch      Atomic<UInt32>  +1 each time a process claims the entry
 /// ```
-/// Rules: only the owner changes its `mode` (and recovery, for dead owners, while the
-/// state word is frozen). `inFlight` is set before the owner's CAS on the state word
-/// and cleared after it, so recovery knows which entries may not yet reflect the word.
+/// Rules: the entry belongs to the process holding its liveness byte lock (see
+/// `Segment`). Only the owner changes its `mode` (and recovery, for a dead owner: only
+/// from non-idle to idle, after publishing the rebuilt word). `inFlight` is set before
+/// the owner's CAS on the state word and cleared after it, so recovery knows which
+/// entries may not yet reflect the word. A process claims an entry only when it is idle
+/// and its byte is free; a dead owner's entry that is still non-idle waits for recovery.
 @usableFromInline @frozen
 struct Entry {
     @usableFromInline let base: UnsafeMutableRawPointer
@@ -116,10 +174,12 @@ struct Entry {
     @inlinable var owner: UnsafeMutablePointer<Atomic<UInt32>> { base.assumingMemoryBound(to: Atomic<UInt32>.self) }
     @inlinable var mode: UnsafeMutablePointer<Atomic<UInt32>> { (base + 4).assumingMemoryBound(to: Atomic<UInt32>.self) }
     @inlinable var startTime: UnsafeMutablePointer<Atomic<UInt64>> { (base + 8).assumingMemoryBound(to: Atomic<UInt64>.self) }
+    var epoch: UnsafeMutablePointer<Atomic<UInt32>> { (base + 16).assumingMemoryBound(to: Atomic<UInt32>.self) }
 
     func initialise() {
         owner.initialize(to: Atomic(0))
         mode.initialize(to: Atomic(0))
         startTime.initialize(to: Atomic(0))
+        epoch.initialize(to: Atomic(0))
     }
 }

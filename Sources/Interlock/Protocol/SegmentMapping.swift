@@ -3,10 +3,27 @@ import Glibc
 #endif
 import Synchronization
 
-/// Creating, opening and removing segments (anonymous and named).
+/// A mapped segment and the process's `LockFile` it was mapped from. The file must stay
+/// open while the segment is in use: it carries this process's liveness byte locks.
+struct OpenSegment {
+    let segment: Segment
+    let file: LockFile
+
+    /// Unmaps the segment and gives the file back. The caller holds no byte lock in it
+    /// (it unregistered, or never registered).
+    func close() {
+        segment.unmap()
+        file.release()
+    }
+}
+
+/// Creating, opening and removing segments: anonymous (a memfd), named (a shared-memory
+/// object) and at a path (a regular file).
 extension Segment {
     /// Longest accepted name, in UTF-8 bytes (NAME_MAX 255 less the "/interlock." prefix).
     static let maximumNameLength = 200
+    /// Longest accepted path, in UTF-8 bytes (PATH_MAX less the terminating NUL).
+    static let maximumPathLength = 4095
 
     /// Checks a lock name and returns its `shm_open` path.
     static func path(forName name: String) -> Result<String, InterlockError> {
@@ -15,7 +32,7 @@ extension Segment {
             return .failure(.invalidName(name, reason: "the name is \(name.utf8.count) bytes long; the limit is \(maximumNameLength)"))
         }
         if name.utf8.contains(UInt8(ascii: "/")) {
-            return .failure(.invalidName(name, reason: "the name contains '/'; use a plain name such as \"myapp.db\""))
+            return .failure(.invalidName(name, reason: "the name contains '/'; use a plain name such as \"myapp.db\" (or SharedLock(path:) for a lock file)"))
         }
         if name.utf8.contains(0) { return .failure(.invalidName(name, reason: "the name contains a NUL byte")) }
         if name == "." || name == ".." { return .failure(.invalidName(name, reason: "the name is reserved")) }
@@ -26,18 +43,35 @@ extension Segment {
         capacity >= 1 && capacity <= StateWord.maximumCapacity ? nil : .invalidCapacity(capacity)
     }
 
-    /// Maps a new anonymous shared segment, inherited by `fork()` children.
-    static func anonymous(capacity: Int) -> Result<Segment, InterlockError> {
+    // MARK: Anonymous (fork-shared)
+
+    /// A new anonymous segment, inherited by `fork()` children: a sealed memfd, so that
+    /// liveness byte locks have a file to live in.
+    static func anonymous(capacity: Int) -> Result<OpenSegment, InterlockError> {
         if let error = checkCapacity(capacity) { return .failure(error) }
         let size = byteCount(capacity: capacity)
-        switch Sys.mapShared(size: size, fd: nil) {
-        case .failure(let e): return .failure(.systemCall("mmap", errno: e.rawValue))
-        case .success(let p): return .success(initialise(p, size: size, capacity: capacity))
+        let file: LockFile
+        switch Sys.memoryFile(name: "interlock").flatMap(LockFile.adopt) {
+        case .failure(let e): return .failure(.systemCall("memfd_create", errno: e.rawValue))
+        case .success(let f): file = f
+        }
+        if let e = Sys.setSize(file.fd, size) ?? Sys.sealSize(file.fd) {
+            file.release()
+            return .failure(.systemCall("ftruncate", errno: e.rawValue))
+        }
+        switch Sys.mapShared(size: size, fd: file.fd) {
+        case .failure(let e):
+            file.release()
+            return .failure(.systemCall("mmap", errno: e.rawValue))
+        case .success(let p):
+            return .success(OpenSegment(segment: initialise(p, size: size, capacity: capacity, fd: file.fd), file: file))
         }
     }
 
+    // MARK: Named
+
     /// Creates or opens a named segment as the options say.
-    static func named(_ name: String, options: NamedLockOptions) -> Result<Segment, InterlockError> {
+    static func named(_ name: String, options: NamedLockOptions) -> Result<OpenSegment, InterlockError> {
         if options.creation != .openOnly, let error = checkCapacity(options.capacity) { return .failure(error) }
         let path: String
         switch Segment.path(forName: name) {
@@ -50,8 +84,9 @@ extension Segment {
             if options.creation != .openOnly {
                 switch Sys.sharedMemoryOpen(path, flags: O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode: mode) {
                 case .success(let fd):
-                    defer { Sys.close(fd) }
-                    return create(fd: fd, name: name, path: path, mode: mode, capacity: options.capacity)
+                    return create(fd: fd, label: name, mode: mode, capacity: options.capacity) {
+                        _ = Sys.sharedMemoryUnlink(path)
+                    }
                 case .failure(let e) where e == .exists:
                     if options.creation == .createOnly { return .failure(.alreadyExists(name: name)) }
                 case .failure(let e):
@@ -60,8 +95,7 @@ extension Segment {
             }
             switch Sys.sharedMemoryOpen(path, flags: O_RDWR | O_CLOEXEC, mode: 0) {
             case .success(let fd):
-                defer { Sys.close(fd) }
-                return open(fd: fd, name: name, options: options)
+                return open(fd: fd, label: name, options: options)
             case .failure(let e) where e == .noEntry:
                 if options.creation == .openOnly { return .failure(.notFound(name: name)) }
                 continue
@@ -76,39 +110,67 @@ extension Segment {
         if e == .accessDenied || e == .notPermitted { return .permissionDenied(name: name) }
         if e == .nameTooLong { return .invalidName(name, reason: "the name is too long for this system") }
         if e == .invalid { return .invalidName(name, reason: "the system rejected the name") }
+        if e == .isDirectory { return .invalidName(name, reason: "a directory is in the lock's place (/dev/shm/interlock.\(name))") }
         return .systemCall(call, errno: e.rawValue)
     }
 
-    /// Sizes, maps and initialises a segment we just created with O_EXCL.
-    private static func create(fd: Int32, name: String, path: String, mode: mode_t, capacity: Int) -> Result<Segment, InterlockError> {
+    // MARK: Shared by every file-backed kind
+
+    /// Sizes, maps and initialises a segment whose file we just created with O_EXCL.
+    /// `discard` removes the half-made file on failure.
+    static func create(
+        fd: Int32, label: String, mode: mode_t, capacity: Int, discard: () -> Void
+    ) -> Result<OpenSegment, InterlockError> {
+        let file: LockFile
+        switch LockFile.adopt(fd) {
+        case .failure(let e): discard(); return .failure(.systemCall("fstat", errno: e.rawValue))
+        case .success(let f): file = f
+        }
         let size = byteCount(capacity: capacity)
-        func fail(_ error: InterlockError) -> Result<Segment, InterlockError> {
-            _ = Sys.sharedMemoryUnlink(path)  // never leave a half-made segment behind
+        func fail(_ error: InterlockError) -> Result<OpenSegment, InterlockError> {
+            discard()  // never leave a half-made lock behind
+            file.release()
             return .failure(error)
         }
-        // shm_open applied the umask; set exactly the mode asked for.
-        if let e = Sys.setMode(fd, mode) { return fail(.systemCall("fchmod", errno: e.rawValue)) }
-        if let e = Sys.setSize(fd, size) { return fail(.systemCall("ftruncate", errno: e.rawValue)) }
-        switch Sys.mapShared(size: size, fd: fd) {
+        if let error = checkFileSystem(file.fd, label: label) { return fail(error) }
+        // The creating call applied the umask; set exactly the mode asked for.
+        if let e = Sys.setMode(file.fd, mode) { return fail(.systemCall("fchmod", errno: e.rawValue)) }
+        if let e = Sys.setSize(file.fd, size) { return fail(.systemCall("ftruncate", errno: e.rawValue)) }
+        switch Sys.mapShared(size: size, fd: file.fd) {
         case .failure(let e): return fail(.systemCall("mmap", errno: e.rawValue))
-        case .success(let p): return .success(initialise(p, size: size, capacity: capacity))
+        case .success(let p):
+            return .success(OpenSegment(segment: initialise(p, size: size, capacity: capacity, fd: file.fd), file: file))
         }
     }
 
-    /// Maps and validates an existing segment, waiting (bounded) for its creator to
-    /// publish it. Writes nothing to it.
-    private static func open(fd: Int32, name: String, options: NamedLockOptions) -> Result<Segment, InterlockError> {
-        let (seconds, attoseconds) = options.readyTimeout.components
-        let deadline = Sys.monotonicNanoseconds() + max(0, seconds) * 1_000_000_000 + max(0, attoseconds) / 1_000_000_000
+    /// Maps and validates an existing segment's file, waiting (bounded) for its creator
+    /// to publish it. Writes nothing to it.
+    static func open(fd: Int32, label: String, options: NamedLockOptions) -> Result<OpenSegment, InterlockError> {
+        let file: LockFile
+        switch LockFile.adopt(fd) {
+        case .failure(let e): return .failure(.systemCall("fstat", errno: e.rawValue))
+        case .success(let f): file = f
+        }
+        switch mapExisting(file: file, label: label, options: options) {
+        case .failure(let e): file.release(); return .failure(e)
+        case .success(let segment): return .success(OpenSegment(segment: segment, file: file))
+        }
+    }
+
+    private static func mapExisting(file: LockFile, label: String, options: NamedLockOptions) -> Result<Segment, InterlockError> {
+        let deadline = SharedLock.deadline(after: options.readyTimeout)
         // Wait for the creator's ftruncate.
         var st: stat
         while true {
-            switch Sys.fileStatus(fd) {
+            switch Sys.fileStatus(file.fd) {
             case .failure(let e): return .failure(.systemCall("fstat", errno: e.rawValue))
             case .success(let s): st = s
             }
+            if st.st_mode & S_IFMT != S_IFREG {
+                return .failure(.incompatibleSegment(name: label, reason: "it is not a regular file"))
+            }
             if st.st_size > 0 { break }
-            if Sys.monotonicNanoseconds() >= deadline { return .failure(.notReady(name: name)) }
+            if Sys.monotonicNanoseconds() >= deadline { return .failure(.notReady(name: label)) }
             var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
             nanosleep(&pause, nil)
         }
@@ -117,30 +179,46 @@ extension Segment {
             let othersWrite = permissions & 0o002 != 0
             let groupWrite = permissions & 0o020 != 0 && !options.shareWithGroup
             let foreignOwner = st.st_uid != Sys.effectiveUserID() && !options.shareWithGroup
-            if othersWrite || groupWrite || foreignOwner { return .failure(.insecureSegment(name: name, mode: permissions)) }
+            if othersWrite || groupWrite || foreignOwner { return .failure(.insecureSegment(name: label, mode: permissions)) }
+        }
+        if let error = checkFileSystem(file.fd, label: label) { return .failure(error) }
+        guard st.st_size >= headerSize, st.st_size <= Int64(byteCount(capacity: StateWord.maximumCapacity)) else {
+            return .failure(.incompatibleSegment(name: label, reason: "it is \(st.st_size) bytes; a lock is a header (\(headerSize) bytes) plus its table, at most \(byteCount(capacity: StateWord.maximumCapacity)) bytes"))
         }
         let size = Int(st.st_size)
-        if size < headerSize {
-            return .failure(.incompatibleSegment(name: name, reason: "it is \(size) bytes, smaller than a header (\(headerSize) bytes)"))
-        }
         let base: UnsafeMutableRawPointer
-        switch Sys.mapShared(size: size, fd: fd) {
+        switch Sys.mapShared(size: size, fd: file.fd) {
         case .failure(let e): return .failure(.systemCall("mmap", errno: e.rawValue))
         case .success(let p): base = p
         }
-        let segment = Segment(base: base, mappedSize: size)
-        while segment.ready.pointee.load(ordering: .acquiring) != 1 {
-            let m = segment.magicValue
+        let ready = (base + 12).assumingMemoryBound(to: Atomic<UInt32>.self)
+        while ready.pointee.load(ordering: .acquiring) != 1 {
+            let m = base.load(as: UInt64.self)
             if m != 0 && m != magic { break }  // foreign data: report it below, do not wait
             let left = deadline - Sys.monotonicNanoseconds()
-            if left <= 0 { Sys.unmap(base, size: size); return .failure(.notReady(name: name)) }
-            Sys.futexWait(segment.ready, expected: 0, timeoutNanoseconds: min(left, 10_000_000), processShared: true)
+            if left <= 0 { Sys.unmap(base, size: size); return .failure(.notReady(name: label)) }
+            Sys.futexWait(ready, expected: 0, timeoutNanoseconds: min(left, 10_000_000), processShared: true)
         }
+        // From here on the capacity is the one read now, once; see `Segment` ("Trust").
+        let capacity = Int(base.load(fromByteOffset: 24, as: UInt32.self))
+        let segment = Segment(base: base, mappedSize: size, capacity: capacity, fd: file.fd)
         if let reason = segment.validate() {
             Sys.unmap(base, size: size)
-            return .failure(.incompatibleSegment(name: name, reason: reason))
+            return .failure(.incompatibleSegment(name: label, reason: reason))
         }
         return .success(segment)
+    }
+
+    /// Refuses file systems on which record locks or shared mappings do not behave
+    /// (network file systems): liveness would be a guess there.
+    static func checkFileSystem(_ fd: Int32, label: String) -> InterlockError? {
+        let type = Sys.fileSystemType(fd)
+        let unsupported: [Int64: String] = [
+            0x6969: "NFS", 0xFF53_4D42: "CIFS", 0x517B: "SMB", 0xFE53_4D42: "SMB2",
+            0x0102_1997: "9P", 0x00C3_6400: "Ceph", 0x0BD0_0BD0: "Lustre",
+        ]
+        if let name = unsupported[type] { return .unsupportedFileSystem(path: label, fileSystem: name) }
+        return nil
     }
 
     /// Unmaps this process's view of the segment.

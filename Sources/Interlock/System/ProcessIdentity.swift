@@ -1,11 +1,12 @@
-// Who is alive: a process is identified by its pid *and* its start time, so a
-// recycled pid is never mistaken for the process that died.
+// Information about processes from /proc, for `inspect`. Never the judge of whether a
+// holder lives: that is the kernel's record lock (see `Segment`), because pids and
+// start times mean different things in other pid and time namespaces.
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Liveness of another process, as seen from /proc.
+/// Process information from /proc.
 enum ProcessIdentity {
     /// The start time of `pid` in clock ticks since boot (field 22 of
     /// `/proc/PID/stat`), and whether it is a zombie or dead (state Z or X).
@@ -69,15 +70,6 @@ enum ProcessIdentity {
             }
             return (start, state == UInt8(ascii: "Z") || state == UInt8(ascii: "X"))
         }
-    }
-
-    /// Whether the process `pid` that started at `startTime` (0: unknown) is still running.
-    /// Zombies count as dead: they hold nothing and will never release anything.
-    static func isAlive(pid: Int32, startTime: UInt64) -> Bool {
-        guard pid > 0, let s = status(of: pid) else { return false }
-        if s.isZombie { return false }
-        if startTime != 0 && s.startTime != 0 && s.startTime != startTime { return false }
-        return true
     }
 
     /// The start time of the calling process.

@@ -25,6 +25,10 @@ struct Errno: Error, Equatable, Sendable {
     static let notPermitted = Errno(EPERM)
     static let invalid = Errno(EINVAL)
     static let nameTooLong = Errno(ENAMETOOLONG)
+    static let wouldBlock = Errno(EAGAIN)
+    static let isDirectory = Errno(EISDIR)
+    static let notDirectory = Errno(ENOTDIR)
+    static let symbolicLinkLoop = Errno(ELOOP)
 
     /// The C library's description of this errno.
     var description: String { String(cString: strerror(rawValue)) }
@@ -124,6 +128,73 @@ enum Sys {
     }
 
     static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// `open`/`openat` (relative to `directory`, or the working directory when nil),
+    /// retrying EINTR.
+    static func open(_ path: String, at directory: Int32? = nil, flags: Int32, mode: mode_t = 0) -> Result<Int32, Errno> {
+        while true {
+            let fd = openat(directory ?? AT_FDCWD, path, flags, mode)
+            if fd >= 0 { return .success(fd) }
+            let e = Errno.current
+            if e != .interrupted { return .failure(e) }
+        }
+    }
+
+    /// `fstatat` without following a symbolic link in the last component.
+    static func linkStatus(_ path: String, at directory: Int32) -> Result<stat, Errno> {
+        var st = stat()
+        return fstatat(directory, path, &st, AT_SYMLINK_NOFOLLOW) == 0 ? .success(st) : .failure(Errno.current)
+    }
+
+    /// `unlinkat` of a file (not a directory).
+    static func unlink(_ path: String, at directory: Int32) -> Errno? {
+        unlinkat(directory, path, 0) == 0 ? nil : Errno.current
+    }
+
+    /// A new anonymous memory file (`memfd_create`, close-on-exec, sealable).
+    static func memoryFile(name: String) -> Result<Int32, Errno> {
+        let fd = cinterlock_memfd_create(name)
+        return fd >= 0 ? .success(fd) : .failure(Errno(-fd))
+    }
+
+    /// Seals a memory file against resizing (see `cinterlock_memfd_seal`).
+    static func sealSize(_ fd: Int32) -> Errno? {
+        let e = cinterlock_memfd_seal(fd)
+        return e == 0 ? nil : Errno(e)
+    }
+
+    /// The file-system magic number (`statfs.f_type`) of `fd`, 0 if unknown.
+    static func fileSystemType(_ fd: Int32) -> Int64 { cinterlock_filesystem_type(fd) }
+
+    // MARK: Record locks (liveness bytes)
+
+    /// Takes this process's record lock on byte `offset` of `fd`. Returns false if
+    /// another process holds it. Traps on any other failure: the descriptor is ours and
+    /// valid, so EBADF or EINVAL would be a bug, and ENOLCK means the kernel cannot
+    /// track the liveness on which crash recovery depends.
+    static func lockByte(_ fd: Int32, at offset: Int) -> Bool {
+        let e = cinterlock_lock_byte(fd, Int64(offset))
+        if e == 0 { return true }
+        if e == EAGAIN || e == EACCES { return false }
+        fatalError("Interlock: fcntl(F_SETLK) on a lock file failed: \(Errno(e).description) (errno \(e))")
+    }
+
+    /// Releases this process's record lock on byte `offset` of `fd`.
+    static func unlockByte(_ fd: Int32, at offset: Int) {
+        _ = cinterlock_unlock_byte(fd, Int64(offset))
+    }
+
+    /// Whether any process (this one included) holds a record lock on byte `offset` of
+    /// `fd`: nil when free, otherwise the holder's pid as this process's pid namespace
+    /// sees it (0 when it cannot see it). Traps if the kernel cannot answer (it lacks
+    /// F_OFD_GETLK, Linux 3.15): liveness would be unknowable.
+    static func byteLockHolder(_ fd: Int32, at offset: Int) -> Int32? {
+        var holder: Int32 = 0
+        let r = cinterlock_byte_lock_holder(fd, Int64(offset), &holder)
+        if r == 1 { return max(holder, 0) }
+        if r == 0 { return nil }
+        fatalError("Interlock: fcntl(F_OFD_GETLK) on a lock file failed: \(Errno(-r).description) (errno \(-r)); Linux 3.15 or later is required")
+    }
 
     /// Maps `size` bytes shared: of `fd`, or anonymous memory (inherited by fork children) when `fd` is nil.
     static func mapShared(size: Int, fd: Int32?) -> Result<UnsafeMutableRawPointer, Errno> {

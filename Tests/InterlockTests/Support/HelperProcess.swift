@@ -38,17 +38,26 @@ final class HelperProcess {
     /// - Parameter arguments: extra arguments (`--capacity N`, `--create-only`, …).
     /// - Throws: if it cannot start, or answers something else than `ready <pid>` (for
     ///   example `error …` when the lock cannot be opened; use ``spawnExpectingFailure``).
-    convenience init(lock name: String, _ arguments: [String] = []) throws {
-        try self.init(spawning: name, arguments)
+    ///   - launcher: a command that runs the helper, such as
+    ///     `["/usr/bin/unshare", "-pf", "--kill-child", "--mount-proc"]` for a new pid
+    ///     namespace. Then ``pid`` is the launcher's (killing it kills the helper) and
+    ///     ``innerPID`` the helper's own, as it sees itself.
+    convenience init(lock name: String, _ arguments: [String] = [], launcher: [String] = []) throws {
+        try self.init(spawning: name, arguments, launcher: launcher)
         let line = try readLine()
-        guard line == "ready \(pid)" else {
+        guard line.hasPrefix("ready "), let inner = Int32(line.dropFirst(6)), launcher.isEmpty ? inner == pid : inner > 0 else {
             throw HelperError(description: "helper for \(name) did not start: \(line)")
         }
+        innerPID = inner
     }
 
-    private init(spawning name: String, _ arguments: [String]) throws {
+    /// The helper's pid as it sees itself (differs from ``pid`` in another pid namespace).
+    private(set) var innerPID: Int32 = 0
+
+    private init(spawning name: String, _ arguments: [String], launcher: [String] = []) throws {
         self.name = name
-        let path = try HelperProcess.executable()
+        let helper = try HelperProcess.executable()
+        let path = launcher.first ?? helper
         func makePipe() throws -> (read: Int32, write: Int32) {
             var fds: [Int32] = [0, 0]
             guard pipe(&fds) == 0 else { throw HelperError(description: "pipe: errno \(errno)") }
@@ -63,7 +72,7 @@ final class HelperProcess {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, toChild.read, 0)
         posix_spawn_file_actions_adddup2(&actions, fromChild.write, 1)
-        let argv = ([path, name] + arguments).map { strdup($0) } + [nil]
+        let argv = (launcher + [helper, name] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
         let rc = posix_spawn(&child, path, &actions, nil, argv, environ)

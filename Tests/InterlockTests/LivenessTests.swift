@@ -1,0 +1,217 @@
+// Liveness is the kernel's answer (promise 5): a live holder is never taken for dead,
+// whatever its pid namespace, time namespace or thread state, and a dead one is
+// reclaimed whatever pid it (or its successor) has.
+//
+// The holders are real helper processes, some started inside new namespaces with
+// `unshare` (CI runs as root). A waiter that would wrongly reclaim a live holder does so
+// within a few milliseconds (it scans for dead holders after 2 ms of waiting, then every
+// 20 ms); each "must not get in" check below waits 300 ms, so such a waiter has had more
+// than ten scans — the check fails on the first release that judged by pid.
+
+import Interlock
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a helper is started: the command line in front of it.
+struct Launcher: CustomTestStringConvertible, Sendable {
+    var label: String
+    var command: [String]
+    var helperArguments: [String] = []
+    var testDescription: String { label }
+
+    static let unshare = "/usr/bin/unshare"
+    static let pidNamespace = Launcher(label: "pid namespace", command: [unshare, "-pf", "--kill-child", "--mount-proc"])
+    static let timeNamespace = Launcher(
+        label: "time namespace",
+        command: [unshare, "--time", "--boottime", "1000000", "--monotonic", "1000000", "-f", "--kill-child"])
+    static let mainThreadExited = Launcher(label: "main thread exited", command: [], helperArguments: ["--main-exits"])
+    static let secondHandleClosed = Launcher(
+        label: "second handle on the name closed", command: [], helperArguments: ["--second-handle"])
+
+    /// Whether this machine can run the launcher (namespaces need root and `unshare`).
+    var isAvailable: Bool { command.isEmpty || (geteuid() == 0 && access(Launcher.unshare, X_OK) == 0) }
+}
+
+@Suite("Liveness by kernel record locks", .serialized, .timeLimit(.minutes(3)))
+struct LivenessTests {
+    static let launchers: [Launcher] = [.pidNamespace, .timeNamespace, .mainThreadExited, .secondHandleClosed]
+
+    @Test("a live exclusive holder is never reclaimed", arguments: launchers)
+    func liveExclusiveHolder(launcher: Launcher) throws {
+        try #require(launcher.isAvailable, "needs root and unshare")
+        let name = TestLocks.uniqueName("live-x")
+        defer { TestLocks.cleanUp(name) }
+        let holder = try HelperProcess(lock: name, launcher.helperArguments, launcher: launcher.command)
+        #expect(try holder.ask("try-exclusive") == "ok exclusive died=false")
+
+        let waiter = try HelperProcess(lock: name)
+        #expect(try waiter.ask("timed-exclusive 300") == "timeout", "a live holder was taken for dead")
+        #expect(try waiter.ask("timed-shared 300") == "timeout", "a reader got in beside a live writer")
+        let snapshot = try SharedLock.inspect(named: name)
+        #expect(snapshot.holders.contains { $0.mode == .exclusive && $0.isAlive }, "\(snapshot)")
+        #expect(snapshot.recoveries == 0 && !snapshot.previousHolderDied, "\(snapshot)")
+
+        // The holder releases cleanly (the old release trapped: its bit had been taken),
+        // and only then does the waiter get in — told of no death.
+        try waiter.begin("exclusive")
+        #expect(!waiter.hasOutput(within: .milliseconds(50)))
+        #expect(try holder.ask("release-exclusive") == "released")
+        #expect(try waiter.readLine() == "ok exclusive died=false")
+        #expect(try waiter.ask("release-exclusive") == "released")
+        #expect(try holder.quit() == 0)
+        #expect(try waiter.quit() == 0)
+    }
+
+    @Test("a live shared holder keeps writers out and lets readers in", arguments: launchers)
+    func liveSharedHolder(launcher: Launcher) throws {
+        try #require(launcher.isAvailable, "needs root and unshare")
+        let name = TestLocks.uniqueName("live-s")
+        defer { TestLocks.cleanUp(name) }
+        let holder = try HelperProcess(lock: name, launcher.helperArguments, launcher: launcher.command)
+        #expect(try holder.ask("try-shared") == "ok shared")
+
+        let other = try HelperProcess(lock: name)
+        #expect(try other.ask("timed-exclusive 300") == "timeout", "a writer got in beside a live reader")
+        #expect(try other.ask("try-shared") == "ok shared")
+        #expect(try other.ask("release-shared") == "released")
+        try other.begin("exclusive")
+        #expect(try holder.ask("release-shared") == "released")
+        #expect(try other.readLine() == "ok exclusive died=false")
+        #expect(try other.ask("release-exclusive") == "released")
+        #expect(try SharedLock.inspect(named: name).recoveries == 0)
+        #expect(try holder.quit() == 0)
+        #expect(try other.quit() == 0)
+    }
+
+    @Test("a holder killed in a pid namespace is reclaimed by a process with the same pid")
+    func reusedPID() throws {
+        try #require(Launcher.pidNamespace.isAvailable, "needs root and unshare")
+        let name = TestLocks.uniqueName("reuse")
+        defer { TestLocks.cleanUp(name) }
+        let first = try HelperProcess(lock: name, launcher: Launcher.pidNamespace.command)
+        #expect(try first.ask("try-exclusive") == "ok exclusive died=false")
+        let deadPID = first.innerPID
+        first.kill9()  // kills unshare; --kill-child takes the helper (the namespace's init) with it
+        let (gone, met) = try TestLocks.awaitSnapshot(name) { s in !s.holders.contains { $0.isAlive } }
+        try #require(met, "the killed holder still looks alive: \(gone)")
+
+        let second = try HelperProcess(lock: name, launcher: Launcher.pidNamespace.command)
+        #expect(second.innerPID == deadPID, "both are their namespace's first process")
+        #expect(try second.ask("timed-exclusive 5000") == "ok exclusive died=true")
+        #expect(try second.ask("release-exclusive") == "released")
+        let after = try SharedLock.inspect(named: name)
+        #expect(after.recoveries == 1 && TestLocks.problems(in: after).isEmpty, "\(after)")
+        #expect(try second.quit() == 0)
+    }
+
+    @Test("a holder that execs holds nothing any more: reclaimed while its pid lives on")
+    func holderExecs() throws {
+        let name = TestLocks.uniqueName("exec")
+        defer { TestLocks.cleanUp(name) }
+        let holder = try HelperProcess(lock: name)
+        #expect(try holder.ask("try-exclusive") == "ok exclusive died=false")
+        #expect(try holder.ask("exec") == "exec")
+        let waiter = try HelperProcess(lock: name)
+        #expect(try waiter.ask("timed-exclusive 5000") == "ok exclusive died=true")
+        #expect(kill(holder.pid, 0) == 0, "the exec'd process is still running")
+        #expect(try waiter.ask("release-exclusive") == "released")
+        #expect(try waiter.quit() == 0)
+        holder.kill9()
+    }
+
+    @Test("a holder killed after closing a second handle on the same name is reclaimed")
+    func killedAfterSecondHandleClosed() throws {
+        let name = TestLocks.uniqueName("two-handles")
+        defer { TestLocks.cleanUp(name) }
+        let holder = try HelperProcess(lock: name, ["--second-handle"])
+        #expect(try holder.ask("try-exclusive") == "ok exclusive died=false")
+        let waiter = try HelperProcess(lock: name)
+        try waiter.begin("exclusive")
+        #expect(!waiter.hasOutput(within: .milliseconds(300)), "the holder was taken for dead")
+        holder.kill9()
+        #expect(try waiter.readLine() == "ok exclusive died=true")
+        #expect(try waiter.ask("release-exclusive") == "released")
+        #expect(try waiter.quit() == 0)
+    }
+
+    @Test("two handles in this process: closing one keeps the other alive, and inspect closes nothing it must not")
+    func twoHandlesInOneProcess() throws {
+        let name = TestLocks.uniqueName("in-process")
+        defer { TestLocks.cleanUp(name) }
+        let keeper = try SharedLock(named: name)
+        do {
+            let other = try SharedLock(named: name)
+            other.withShared {}
+        }
+        _ = try SharedLock.inspect(named: name)
+        keeper.lockExclusive()
+        let waiter = try HelperProcess(lock: name)
+        #expect(try waiter.ask("timed-exclusive 300") == "timeout", "this process was taken for dead")
+        #expect(keeper.snapshot()!.holders.filter(\.isAlive).count == 2)
+        keeper.unlockExclusive()
+        #expect(try waiter.ask("timed-exclusive 5000") == "ok exclusive died=false")
+        #expect(try waiter.quit() == 0)
+    }
+
+    @Test("fork children hold none of their parent's liveness: a parent's hold keeps a child out, a child's death is reclaimed")
+    func forkChildren() async {
+        await #expect(processExitsWith: .success) {
+            let lock = try! SharedLock.forkShared()
+            lock.lockExclusive()
+            let child = Proc.forkChild {
+                // The child inherited the memfd but not the parent's record lock: it must
+                // still see the parent as alive.
+                (try? lock.lockExclusive(timeout: .milliseconds(300))) == nil ? nil : "got in beside the parent"
+            }
+            Proc.expectChildSucceeded(child)
+            lock.unlockExclusive()
+
+            var ready: [Int32] = [0, 0]
+            guard pipe(&ready) == 0 else { Proc.fail("pipe") }
+            let victim = fork()
+            if victim == 0 {
+                lock.lockExclusive()
+                var byte: UInt8 = 1
+                _ = write(ready[1], &byte, 1)
+                while true { pause() }
+            }
+            var byte: UInt8 = 0
+            guard read(ready[0], &byte, 1) == 1 else { Proc.fail("the victim did not report its hold") }
+            kill(victim, SIGKILL)
+            _ = Proc.reap(victim)
+            do {
+                try lock.lockExclusive(timeout: .seconds(5))
+            } catch {
+                Proc.fail("the dead child's hold was not reclaimed: \(error)")
+            }
+            if !lock.previousHolderDied { Proc.fail("previousHolderDied is false after the child died holding") }
+            lock.unlockExclusive()
+            Proc.checkIdle(lock)
+        }
+    }
+
+    @Test("a header overwritten after open is never followed: the lock goes on, a table walk traps naming the lock")
+    func headerOverwritten() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let name = TestLocks.uniqueName("tamper")
+            let lock = try! SharedLock(named: name)
+            // Another process raises the capacity field far past the mapping.
+            let writer = Proc.forkChild {
+                let fd = shm_open("/interlock." + name, O_RDWR, 0)
+                var capacity = UInt32(4000)
+                return fd >= 0 && pwrite(fd, &capacity, 4, 24) == 4 ? nil : "could not write the header"
+            }
+            Proc.expectChildSucceeded(writer)
+            lock.withExclusive {}  // the hot paths never read the header
+            lock.withShared {}
+            TestLocks.cleanUp(name)
+            _ = lock.snapshot()  // walks the table: must trap, not read past the mapping
+            Proc.fail("snapshot() of a tampered segment returned")
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.contains("overwritten") && stderr.contains("capacity 64 became 4000"), "\(stderr)")
+    }
+}
