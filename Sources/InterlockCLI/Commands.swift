@@ -35,7 +35,7 @@ enum Commands {
             OptionSpec(name: "--hold", kind: .duration(unit: .nanoseconds), defaultValue: "200ns",
                        help: "Busy work inside each critical section, measured on the monotonic clock (a bare number is nanoseconds). Holders re-check the invariants until it has elapsed."),
             OptionSpec(name: "--name", kind: .text(placeholder: "NAME"), defaultValue: nil,
-                       help: "The named lock to use (named scope only); default stress-<pid>, created and removed by the run."),
+                       help: "The lock to use (named scope only): a name, or a lock file path (anything with a '/', such as ./app.lock); default stress-<pid>, created and removed by the run."),
             OptionSpec(name: "--kill", kind: .flag, defaultValue: nil,
                        help: "Every --kill-every, kill -9 a random worker process that holds the lock and start a replacement, to exercise crash recovery (fork and named scopes)."),
             OptionSpec(name: "--kill-every", kind: .duration(unit: .seconds), defaultValue: "250ms",
@@ -51,8 +51,8 @@ enum Commands {
 
     static let inspect = CommandSpec(
         name: "inspect",
-        summary: "Print a named lock's header, decoded state word, waiting writer and holder table. Does not register with the lock.",
-        positionals: [PositionalSpec(name: "NAME", help: "The lock's name, as given to SharedLock(named:).")],
+        summary: "Print a lock's header, decoded state word, waiting writer and holder table. Does not register with the lock.",
+        positionals: [PositionalSpec(name: "NAME", help: "The lock's name, as given to SharedLock(named:), or a lock file's path (anything with a '/', such as ./app.lock), as given to SharedLock(path:).")],
         options: [
             OptionSpec(name: "--json", kind: .flag, defaultValue: nil, help: "Print the snapshot as JSON."),
         ]
@@ -60,8 +60,8 @@ enum Commands {
 
     static let remove = CommandSpec(
         name: "remove",
-        summary: "Unlink a named lock's segment. Refuses while a live process has it open (is registered in its holder table): they would keep the old lock while new openers get a new one.",
-        positionals: [PositionalSpec(name: "NAME", help: "The lock's name.")],
+        summary: "Unlink a named lock's segment, or delete a lock file. Refuses while a live process has it open (is registered in its holder table): they would keep the old lock while new openers get a new one. Never deletes a file that is not a lock.",
+        positionals: [PositionalSpec(name: "NAME", help: "The lock's name, or a lock file's path (anything with a '/').")],
         options: [
             OptionSpec(name: "--force", kind: .flag, defaultValue: nil,
                        help: "Unlink even with live holders (they keep their mapping; new openers get a new lock)."),
@@ -70,8 +70,8 @@ enum Commands {
 
     static let hold = CommandSpec(
         name: "hold",
-        summary: "A test and debugging aid: open (or create) a named lock, acquire it, print \"held\", and release when standard input closes.",
-        positionals: [PositionalSpec(name: "NAME", help: "The lock's name.")],
+        summary: "A test and debugging aid: open (or create) a lock, acquire it, print \"held\", and release when standard input closes.",
+        positionals: [PositionalSpec(name: "NAME", help: "The lock's name, or a lock file's path (anything with a '/').")],
         options: [
             OptionSpec(name: "--mode", kind: .choice(["shared", "exclusive"]), defaultValue: "shared",
                        help: "The mode to hold."),

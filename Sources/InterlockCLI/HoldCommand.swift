@@ -1,4 +1,4 @@
-// `interlock hold NAME [--mode shared|exclusive]`: a test and debugging aid.
+// `interlock hold NAME|PATH [--mode shared|exclusive]`: a test and debugging aid.
 //
 // Opens (or creates) the named lock, acquires it, prints "held" on its own line, and
 // keeps it until standard input reaches end of file; then releases and exits 0. Tests
@@ -14,7 +14,7 @@ enum HoldCommand {
         let exclusive = arguments.text("--mode") == "exclusive"
         let lock: SharedLock
         do {
-            lock = try SharedLock(named: name)
+            lock = try LockTarget(name).open()
         } catch {
             return LockErrors.report(error, command: "hold")
         }

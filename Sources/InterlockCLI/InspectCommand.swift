@@ -1,4 +1,4 @@
-// `interlock inspect NAME`: a named lock's header, state word, waiting writer and holders.
+// `interlock inspect NAME|PATH`: a lock's header, state word, waiting writer and holders.
 
 import Interlock
 
@@ -7,7 +7,7 @@ enum InspectCommand {
         let name = arguments.positionals[0]
         let snapshot: LockSnapshot
         do {
-            snapshot = try SharedLock.inspect(named: name)
+            snapshot = try LockTarget(name).inspect()
         } catch {
             return LockErrors.report(error, command: "inspect")
         }
@@ -40,11 +40,18 @@ enum InspectCommand {
             }
             lines.append(row(["PID", "MODE", "START TIME", "STATUS"]))
             for holder in snapshot.holders {
-                lines.append(row([String(holder.pid), holder.mode.rawValue, String(holder.startTime),
-                                  holder.isAlive ? "alive" : "dead"]))
+                lines.append(row([String(holder.pid), holder.mode.rawValue, String(holder.startTime), status(holder)]))
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// "alive" or "dead"; for a live holder in another pid namespace, the pid it has here
+    /// (from the kernel's record of its liveness lock), or that it is not visible here.
+    static func status(_ holder: LockSnapshot.Holder) -> String {
+        guard let here = holder.visiblePID else { return "dead" }
+        if here == holder.pid { return "alive" }
+        return here == 0 ? "alive (in a pid namespace not visible here)" : "alive (pid \(here) here)"
     }
 
     static func json(_ snapshot: LockSnapshot) -> JSON {
@@ -66,7 +73,9 @@ enum InspectCommand {
             ("waitingWriter", waiting.first.map { .integer(Int64($0.pid)) } ?? .null),
             ("holders", .array(snapshot.holders.map { holder in
                 .object([
+                    ("slot", .integer(Int64(holder.slot))),
                     ("pid", .integer(Int64(holder.pid))),
+                    ("visiblePid", holder.visiblePID.map { .integer(Int64($0)) } ?? .null),
                     ("mode", .string(holder.mode.rawValue)),
                     ("startTime", .unsigned(holder.startTime)),
                     ("alive", .bool(holder.isAlive)),

@@ -1,4 +1,4 @@
-// `interlock remove NAME [--force]`: unlink a named lock's segment.
+// `interlock remove NAME|PATH [--force]`: unlink a named lock's segment, or delete a lock file.
 
 import Interlock
 
@@ -6,7 +6,7 @@ enum RemoveCommand {
     static func run(_ arguments: ParsedArguments) -> ExitStatus {
         let name = arguments.positionals[0]
         do {
-            try SharedLock.remove(named: name, force: arguments.flag("--force"))
+            try LockTarget(name).remove(force: arguments.flag("--force"))
         } catch {
             return LockErrors.report(error, command: "remove")
         }
@@ -22,6 +22,9 @@ enum LockErrors {
         switch error {
         case .invalidName(let name, let reason):
             System.printError("\(prefix): invalid lock name '\(name)': \(reason)")
+            return .usage
+        case .invalidPath(let path, let reason):
+            System.printError("\(prefix): invalid lock path '\(path)': \(reason)")
             return .usage
         case .notFound(let name):
             System.printError("\(prefix): no lock named '\(name)'")

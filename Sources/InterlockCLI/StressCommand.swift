@@ -30,7 +30,7 @@ enum StressCommand {
         do {
             var options = NamedLockOptions()
             options.creation = .openOnly
-            let lock = try SharedLock(named: name, options: options)
+            let lock = try LockTarget(name).open(options)
             let (base, size) = try System.openSegment(data)
             guard let region = StressRegion.attach(at: base, size: size),
                   processIndex < region.slotCount / max(1, Int(region.get(.threadsPerProcess))) else {

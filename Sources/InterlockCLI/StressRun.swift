@@ -81,18 +81,21 @@ final class StressRun {
                 if case .invalidName(let name, let reason) = error {
                     throw StressSetupError(message: "--name expects a valid lock name, got '\(name)': \(reason)", isUsage: true)
                 }
+                if case .invalidPath(let path, let reason) = error {
+                    throw StressSetupError(message: "--name expects a valid lock name or path, got '\(path)': \(reason)", isUsage: true)
+                }
                 throw StressSetupError(message: "cannot create the lock: \(error)")
             }
             do throws(SystemError) {
                 if let lockName {
-                    let dataName = "/interlock-stress.\(lockName).\(getpid())"
+                    let dataName = "/interlock-stress.\(LockTarget(lockName).fileNameSafe).\(getpid())"
                     region = StressRegion.initialize(at: try System.createSegment(dataName, size: size), config: config)
                     dataSegmentName = dataName
                 } else {
                     region = StressRegion.initialize(at: try System.mapAnonymous(size: size), config: config)
                 }
             } catch {
-                if createdLock, let lockName { try? SharedLock.remove(named: lockName, force: true) }
+                if createdLock, let lockName { try? LockTarget(lockName).remove(force: true) }
                 throw StressSetupError(message: "cannot create the data region: \(error)")
             }
         }
@@ -103,12 +106,12 @@ final class StressRun {
             options.capacity = capacity
             options.creation = .createOnly
             do throws(InterlockError) {
-                return (try SharedLock(named: name, options: options), true)
+                return (try LockTarget(name).open(options), true)
             } catch {
                 guard error == .alreadyExists(name: name) else { throw error }
             }
             options.creation = .openOnly
-            return (try SharedLock(named: name, options: options), false)
+            return (try LockTarget(name).open(options), false)
         }
     }
 
@@ -280,7 +283,7 @@ final class StressRun {
     private func cleanUp() {
         if let dataSegmentName { System.unlinkSegment(dataSegmentName) }
         if removeLockAtEnd, let lockName {
-            try? SharedLock.remove(named: lockName, force: true)
+            try? LockTarget(lockName).remove(force: true)
         }
     }
 }

@@ -1,9 +1,9 @@
 // `interlock`: the command-line tool of the Interlock package.
 //
 //     interlock stress [options]        hammer a lock and check its promises
-//     interlock inspect NAME [--json]   show a named lock's state and holders
-//     interlock remove NAME [--force]   unlink a named lock
-//     interlock hold NAME [--mode M]    hold a named lock until stdin closes (test aid)
+//     interlock inspect NAME [--json]   show a lock's state and holders (NAME: a name, or a path with '/')
+//     interlock remove NAME [--force]   unlink a named lock, or delete a lock file
+//     interlock hold NAME [--mode M]    hold a lock until stdin closes (test aid)
 //
 // See `Commands.swift` for every option; `interlock --help` prints them.
 

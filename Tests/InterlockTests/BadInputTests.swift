@@ -397,7 +397,7 @@ struct BadInputTests {
 
 // MARK: - Support
 
-fileprivate extension NamedLockOptions {
+extension NamedLockOptions {
     static var createOnly: NamedLockOptions { var o = NamedLockOptions(); o.creation = .createOnly; return o }
     static var openOnly: NamedLockOptions { var o = NamedLockOptions(); o.creation = .openOnly; return o }
 }

@@ -154,6 +154,28 @@ struct CLITests {
         #expect(try holder.release() == 0)
     }
 
+    @Test("a lock file path works wherever a name does: hold, inspect, remove")
+    func lockFilePath() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.file("cli.lock")
+        let holder = try CLIRunner.start(["hold", path, "--mode", "exclusive"])
+        #expect(try holder.readLine() == "held")
+        let json = try CLIRunner.run(["inspect", path, "--json"])
+        #expect(json.status == 0, "stderr: \(json.stderr)")
+        let snapshot = try json.jsonObject()
+        #expect(snapshot["name"] as? String == path)
+        let holders = snapshot["holders"] as? [[String: Any]] ?? []
+        let entry = holders.first { $0["pid"] as? Int == Int(holder.pid) }
+        #expect(entry?["mode"] as? String == "exclusive" && entry?["alive"] as? Bool == true, "holders: \(holders)")
+        #expect(entry?["visiblePid"] as? Int == Int(holder.pid), "the kernel names the holder's pid")
+        #expect(try CLIRunner.run(["remove", path]).status == 1, "refused while held")
+        #expect(try holder.release() == 0)
+        #expect(try CLIRunner.run(["remove", path]).status == 0)
+        #expect(access(path, F_OK) != 0)
+        let bad = try CLIRunner.run(["inspect", dir.file("missing-dir/x.lock")])
+        #expect(bad.status == 2 && bad.stderr.contains("does not exist"), "stderr: \(bad.stderr)")
+    }
+
     @Test("remove refuses while the lock is held, then removes it")
     func removeRefusesWhileHeld() throws {
         let name = CLIRunner.uniqueName("remove")

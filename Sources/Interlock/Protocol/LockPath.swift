@@ -85,6 +85,10 @@ extension Segment {
             }
             switch Sys.open(lockPath.fileName, at: directory, flags: flags) {
             case .success(let fd):
+                if case .success(let st) = Sys.fileStatus(fd), st.st_mode & S_IFMT != S_IFREG {
+                    Sys.close(fd)  // not a regular file, so never a lock file of ours: no record lock to lose
+                    return .failure(.invalidPath(path, reason: whatIsThere(lockPath, directory: directory) ?? "it is not a regular file"))
+                }
                 return open(fd: fd, label: path, options: options)
             case .failure(let e) where e == .noEntry:
                 if options.creation == .openOnly { return .failure(.notFound(name: path)) }
