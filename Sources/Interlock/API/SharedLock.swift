@@ -191,22 +191,29 @@ public final class SharedLock: @unchecked Sendable {
     /// - Throws: ``InterlockError/liveHolders(name:count:)``, ``InterlockError/notFound(name:)``,
     ///   or an open error.
     public static func remove(named name: String, force: Bool = false) throws(InterlockError) {
-        if !force {
-            var options = NamedLockOptions()
-            options.creation = .openOnly
-            options.allowInsecurePermissions = true
-            options.readyTimeout = .zero
-            do throws(InterlockError) {
-                let live = try inspect(named: name, options: options).holders.filter(\.isAlive).count
-                if live > 0 { throw .liveHolders(name: name, count: live) }
-            } catch {
-                switch error {
-                case .liveHolders, .notFound, .invalidName, .permissionDenied: throw error
-                default: break  // a broken or half-made segment can always be removed
-                }
+        if !force { try refuseWhileLive(name) { options throws(InterlockError) in try inspect(named: name, options: options) } }
+        try Segment.remove(name: name).get()
+    }
+
+    /// Throws ``InterlockError/liveHolders(name:count:)`` if a live process is registered in
+    /// the lock that `inspect` opens, or the error that says the lock cannot be reached. A
+    /// broken or half-made lock does not stop a removal.
+    private static func refuseWhileLive(
+        _ label: String, _ inspect: (NamedLockOptions) throws(InterlockError) -> LockSnapshot
+    ) throws(InterlockError) {
+        var options = NamedLockOptions()
+        options.creation = .openOnly
+        options.allowInsecurePermissions = true
+        options.readyTimeout = .zero
+        do throws(InterlockError) {
+            let live = try inspect(options).holders.filter(\.isAlive).count
+            if live > 0 { throw .liveHolders(name: label, count: live) }
+        } catch {
+            switch error {
+            case .liveHolders, .notFound, .invalidName, .invalidPath, .permissionDenied: throw error
+            default: break  // a broken or half-made lock can be removed (removePath refuses foreign files)
             }
         }
-        try Segment.remove(name: name).get()
     }
 
     /// Deletes the lock file at `path`.
@@ -224,21 +231,7 @@ public final class SharedLock: @unchecked Sendable {
     ///   ``InterlockError/incompatibleSegment(name:reason:)`` for a file of other data,
     ///   or a path error.
     public static func remove(path: String, force: Bool = false) throws(InterlockError) {
-        if !force {
-            var options = NamedLockOptions()
-            options.creation = .openOnly
-            options.allowInsecurePermissions = true
-            options.readyTimeout = .zero
-            do throws(InterlockError) {
-                let live = try inspect(path: path, options: options).holders.filter(\.isAlive).count
-                if live > 0 { throw .liveHolders(name: path, count: live) }
-            } catch {
-                switch error {
-                case .liveHolders, .notFound, .invalidPath, .permissionDenied: throw error
-                default: break  // a half-made lock can be removed; removePath refuses foreign files
-                }
-            }
-        }
+        if !force { try refuseWhileLive(path) { options throws(InterlockError) in try inspect(path: path, options: options) } }
         try Segment.removePath(path).get()
     }
 
