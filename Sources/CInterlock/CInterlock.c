@@ -116,7 +116,7 @@ int cinterlock_byte_lock_holder(int fd, int64_t offset, int32_t *holder) {
     if (e != 0) return -e;
     if (fl.l_type == F_UNLCK) return 0;
     *holder = (int32_t)fl.l_pid;
-    return 1;
+    return fl.l_start == (off_t)offset && fl.l_len == 1 ? 1 : 2;
 }
 
 int cinterlock_memfd_create(const char *name) {

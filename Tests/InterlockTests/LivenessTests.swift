@@ -215,3 +215,100 @@ struct LivenessTests {
         #expect(stderr.contains("overwritten") && stderr.contains("capacity 64 became 4000"), "\(stderr)")
     }
 }
+
+@Suite("Recovery when nobody can register, or nobody waits", .serialized, .timeLimit(.minutes(2)))
+struct RecoveryEdgeTests {
+    @Test("a table full of dead holders is recovered by the next process (capacity 1 and 2)", arguments: [1, 2])
+    func fullOfDeadHolders(capacity: Int) throws {
+        let name = TestLocks.uniqueName("full-dead")
+        defer { TestLocks.cleanUp(name) }
+        var victims: [HelperProcess] = []
+        for index in 0..<capacity {
+            let victim = try HelperProcess(lock: name, ["--capacity", String(capacity)])
+            #expect(try victim.ask(capacity == 1 ? "try-exclusive" : "try-shared")
+                    == (capacity == 1 ? "ok exclusive died=false" : "ok shared"), "victim \(index)")
+            victims.append(victim)
+        }
+        for victim in victims { victim.kill9() }
+        let next = try HelperProcess(lock: name)  // registers: the guest recovery freed an entry
+        #expect(try next.ask("timed-exclusive 5000") == "ok exclusive died=\(capacity == 1)")
+        #expect(try next.ask("release-exclusive") == "released")
+        let after = try SharedLock.inspect(named: name)
+        #expect(after.recoveries == capacity && TestLocks.problems(in: after).isEmpty, "\(after)")
+        #expect(try next.quit() == 0)
+    }
+
+    @Test("a process that only polls (try, or timeouts shorter than a scan) still reclaims a dead holder")
+    func pollingReclaims() throws {
+        for form in ["try-exclusive", "timed-exclusive 1", "try-shared"] {
+            let name = TestLocks.uniqueName("poll")
+            defer { TestLocks.cleanUp(name) }
+            let victim = try HelperProcess(lock: name)
+            #expect(try victim.ask("try-exclusive") == "ok exclusive died=false")
+            let poller = try HelperProcess(lock: name)
+            victim.kill9()
+            let deadline = ContinuousClock.now + .seconds(5)
+            var answer = ""
+            while ContinuousClock.now < deadline {
+                answer = try poller.ask(form)
+                if answer.hasPrefix("ok") { break }
+                var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+                nanosleep(&pause, nil)
+            }
+            #expect(answer.hasPrefix("ok"), "\(form): never got in after the holder died (last answer \(answer))")
+            #expect(try poller.quit() == 0)
+        }
+    }
+
+    @Test("inspecting a lock this process uses, or opening and dropping handles, leaks no descriptor")
+    func noDescriptorLeak() throws {
+        let name = TestLocks.uniqueName("fds")
+        defer { TestLocks.cleanUp(name) }
+        let keeper = try SharedLock(named: name)
+        keeper.withShared {}
+        func openDescriptors() -> Int {
+            guard let dir = opendir("/proc/self/fd") else { return -1 }
+            defer { closedir(dir) }
+            var n = 0
+            while readdir(dir) != nil { n += 1 }
+            return n
+        }
+        let before = openDescriptors()
+        for _ in 0..<200 {
+            _ = try SharedLock.inspect(named: name)
+            try SharedLock(named: name).withShared {}
+        }
+        #expect(openDescriptors() == before, "descriptors grew from \(before)")
+        keeper.withExclusive {}
+    }
+
+    @Test("another program's record lock on the lock file is reported, never taken for holders")
+    func foreignRecordLock() async {
+        await #expect(processExitsWith: .success) {
+            let dir = try! TemporaryDirectory()
+            let path = dir.file("foreign.lock")
+            try! SharedLock(path: path).withShared {}
+            var ready: [Int32] = [0, 0]
+            guard pipe(&ready) == 0 else { Proc.fail("pipe") }
+            let foreign = fork()
+            if foreign == 0 {
+                // What a careless tool does: lock the whole file for reading.
+                let fd = open(path, O_RDONLY)
+                var lock = flock()
+                lock.l_type = Int16(F_RDLCK)
+                lock.l_whence = Int16(SEEK_SET)
+                guard fd >= 0, fcntl(fd, F_SETLK, &lock) == 0 else { Proc.childFail("could not lock") }
+                var byte: UInt8 = 1
+                _ = write(ready[1], &byte, 1)
+                while true { pause() }
+            }
+            var byte: UInt8 = 0
+            guard read(ready[0], &byte, 1) == 1 else { Proc.fail("the foreign locker did not start") }
+            defer { kill(foreign, SIGKILL); _ = Proc.reap(foreign) }
+            let error = TestLocks.error { _ = try SharedLock(path: path) }
+            guard case .foreignRecordLock(let name, let pid)? = error, name == path, pid == foreign else {
+                Proc.fail("expected foreignRecordLock(\(path), \(foreign)), got \(String(describing: error))")
+            }
+        }
+    }
+}

@@ -195,4 +195,27 @@ struct PathLockTests {
         var st = stat()
         #expect(stat(data, &st) == 0 && st.st_size == text.utf8.count, "the data file is intact")
     }
+
+    @Test("remove never deletes small, zero-filled or zero-headed files of other data", arguments: [
+        ("pid file", Array("12345\n".utf8), 6),
+        ("zero-filled image", [], 1 << 20),
+        ("8 zero bytes, then data", [UInt8](repeating: 0, count: 8) + Array("rows".utf8), 4096),
+    ] as [(String, [UInt8], Int)])
+    func removeRefusesData(label: String, bytes: [UInt8], size: Int) throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.file("data")
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0o600)
+        #expect(fd >= 0 && ftruncate(fd, off_t(size)) == 0)
+        if !bytes.isEmpty { #expect(pwrite(fd, bytes, bytes.count, 0) == bytes.count) }
+        close(fd)
+        for force in [false, true] {
+            let error = TestLocks.error { try SharedLock.remove(path: path, force: force) }
+            guard case .incompatibleSegment(_, let reason)? = error else {
+                Issue.record("\(label), force \(force): expected incompatibleSegment, got \(String(describing: error))")
+                continue
+            }
+            #expect(reason.contains("not removed"), "\(reason)")
+        }
+        #expect(access(path, F_OK) == 0, "\(label) was deleted")
+    }
 }

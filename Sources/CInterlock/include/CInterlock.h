@@ -157,9 +157,11 @@ int cinterlock_unlock_byte(int fd, int64_t offset);
 ///
 /// Uses F_OFD_GETLK, whose lock owner is the open file description: the caller's own
 /// POSIX locks count as another owner, so they are reported too (plain F_GETLK would
-/// hide them). Returns 1 when the byte is locked (`*holder` is the holder's pid as
-/// seen in the caller's pid namespace, 0 when it is not visible there, -1 for an OFD
-/// lock), 0 when it is free, or -errno.
+/// hide them). Returns 1 when the byte is locked by a lock of exactly that one byte
+/// (Interlock's own kind), 2 when it is covered by some other lock (a foreign program
+/// locking the file), 0 when it is free, or -errno. When locked, `*holder` is the
+/// holder's pid as seen in the caller's pid namespace (0 when it is not visible there,
+/// -1 for an OFD lock).
 int cinterlock_byte_lock_holder(int fd, int64_t offset, int32_t *holder);
 
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`. In C because glibc declares it

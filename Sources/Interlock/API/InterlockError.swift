@@ -36,8 +36,13 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
     /// by others (or by the group) without the sticky bit, or owned by another user.
     case insecureDirectory(path: String, mode: UInt32, owner: UInt32)
     /// The lock's file is on a file system where record locks and shared mappings are
-    /// not reliable (a network file system), so a holder's death could not be told.
+    /// not known to behave (a network or user-space file system), so a holder's death
+    /// could not be told.
     case unsupportedFileSystem(path: String, fileSystem: String)
+    /// Another program holds an `fcntl` record lock on the lock's file (pid as seen
+    /// here, 0 if not visible). Interlock's liveness is the file's byte locks, so while
+    /// that lock is held no process can register and no dead holder can be told apart.
+    case foreignRecordLock(name: String?, pid: Int32)
 
     /// A sentence that says what happened and what to do.
     public var description: String {
@@ -53,15 +58,19 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
         case .permissionDenied(let name):
             return "permission denied for lock \"\(name)\"; it belongs to another user, or was not shared with your group"
         case .incompatibleSegment(let name, let reason):
+            if name.contains("/") {
+                return "the file \(name) cannot be used as a lock: \(reason); if it is a stale lock file no program uses, "
+                    + "remove it (interlock remove \(name) --force); Interlock never deletes a file that is not a lock"
+            }
             return "the segment of lock \"\(name)\" cannot be used: \(reason); remove it (interlock remove \(name) --force) if no program uses it"
         case .insecureSegment(let name, let mode):
-            return "lock \"\(name)\" has mode \(String(mode & 0o777, radix: 8)), writable by others; "
+            return "lock \"\(name)\" (mode \(String(mode & 0o777, radix: 8))) can be written by other users than you asked for, or belongs to another user; "
                 + "remove and recreate it, or set NamedLockOptions.allowInsecurePermissions to accept it"
         case .invalidCapacity(let capacity):
             return "invalid holder-table capacity \(capacity): choose 1 to 4095 processes"
         case .holderTableFull(let name, let capacity):
-            return "the holder table\(name.map { " of lock \"\($0)\"" } ?? "") is full: \(capacity) live processes use it; "
-                + "create the lock with a larger capacity"
+            return "the holder table\(name.map { " of lock \"\($0)\"" } ?? "") is full: its \(capacity) entries are in use by live "
+                + "processes (one per process and lock handle); create the lock with a larger capacity"
         case .notReady(let name):
             return "lock \"\(name)\" was never initialised by its creator (did it crash?); remove it (interlock remove \(name) --force) and retry"
         case .liveHolders(let name, let count):
@@ -73,6 +82,9 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
         case .insecureDirectory(let path, let mode, let owner):
             return "the directory \(path) (mode \(String(mode, radix: 8)), owner uid \(owner)) lets other users replace the lock file; "
                 + "use a directory only you (or root) can write, or set NamedLockOptions.allowInsecurePermissions to accept it"
+        case .foreignRecordLock(let name, let pid):
+            return "another program (pid \(pid == 0 ? "not visible here" : String(pid))) holds an fcntl record lock on the file of "
+                + "\(name.map { "lock \"\($0)\"" } ?? "this lock"); Interlock keeps its own byte locks there: do not lock the lock file yourself (lock another file)"
         case .unsupportedFileSystem(let path, let fileSystem):
             return "\(path) is on \(fileSystem), a network file system whose record locks cannot tell whether a holder died; "
                 + "put the lock on a local file system (ext4, xfs, btrfs, tmpfs, overlayfs)"

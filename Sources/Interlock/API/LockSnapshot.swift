@@ -66,12 +66,12 @@ extension Segment {
     /// Decodes the segment without changing it. Lists every entry whose owner is alive
     /// or that still holds something (a dead holder not yet reclaimed).
     func snapshot(name: String?) -> LockSnapshot {
-        checkHeader(name.map { "lock \"\($0)\"" } ?? "a fork-shared lock")
+        checkHeader()
         let s = state.pointee.load(ordering: .acquiring)
         var holders: [LockSnapshot.Holder] = []
         for i in 0..<Int32(capacity) {
             let e = entry(i)
-            let visible = livePID(i)
+            let visible = liveLock(i)?.pid
             let rawMode = e.mode.pointee.load(ordering: .acquiring)
             if visible == nil && rawMode == Entry.idle { continue }
             let owner = Int32(bitPattern: e.owner.pointee.load(ordering: .acquiring))

@@ -174,6 +174,8 @@ public final class SharedLock: @unchecked Sendable {
             switch (error, scope) {
             case (.holderTableFull(_, let capacity), .named(let name)), (.holderTableFull(_, let capacity), .path(let name)):
                 throw .holderTableFull(name: name, capacity: capacity)
+            case (.foreignRecordLock(_, let pid), .named(let name)), (.foreignRecordLock(_, let pid), .path(let name)):
+                throw .foreignRecordLock(name: name, pid: pid)
             default: throw error
             }
         }

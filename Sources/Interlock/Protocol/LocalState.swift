@@ -19,6 +19,7 @@ import Synchronization
 ///  29  gated          UInt8           the current exclusive holder announced itself at the gate
 ///  32  startTime      UInt64          this process's start time (0 until registered)
 ///  40  pid            Int32           this process's pid
+///  48  lastRecoveryCheck Atomic<Int64> when a failed try last looked for dead holders (monotonic ns)
 ///  64  rwlock         pthread_rwlock_t
 /// ```
 /// Fields without `Atomic` are written only by the thread(s) that the protocol
@@ -61,6 +62,9 @@ struct LocalState {
         get { base.load(fromByteOffset: 40, as: Int32.self) }
         nonmutating set { base.storeBytes(of: newValue, toByteOffset: 40, as: Int32.self) }
     }
+    @usableFromInline var lastRecoveryCheck: UnsafeMutablePointer<Atomic<Int64>> {
+        (base + 48).assumingMemoryBound(to: Atomic<Int64>.self)
+    }
     @inlinable var rwlock: UnsafeMutablePointer<pthread_rwlock_t> {
         (base + 64).assumingMemoryBound(to: pthread_rwlock_t.self)
     }
@@ -74,6 +78,7 @@ struct LocalState {
         s.gate.initialize(to: Atomic(0))
         s.readers.initialize(to: Atomic(0))
         s.owner.initialize(to: Atomic(0))
+        s.lastRecoveryCheck.initialize(to: Atomic(0))
         s.slot = -1
         s.pid = getpid()
         // The default (reader-preferring) kind: fast under mixed loads. Writer

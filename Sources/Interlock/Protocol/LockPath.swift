@@ -83,6 +83,9 @@ extension Segment {
                     return .failure(pathError(e, lockPath, directory: directory))
                 }
             }
+            if let file = LockFile.existing(lockPath.fileName, at: directory) {
+                return open(file: file, label: path, options: options)
+            }
             switch Sys.open(lockPath.fileName, at: directory, flags: flags) {
             case .success(let fd):
                 if case .success(let st) = Sys.fileStatus(fd), st.st_mode & S_IFMT != S_IFREG {
@@ -155,6 +158,20 @@ extension Segment {
         }
     }
 
+    /// Whether a file is an Interlock lock, or one its creator did not finish: empty (not
+    /// sized yet), or of a lock's size (whole pages, at most the largest lock) with the
+    /// magic number or, before publication, a zero header. Anything else is somebody's
+    /// data.
+    private static func isLockFile(_ fd: Int32, size: Int) -> Bool {
+        if size == 0 { return true }
+        guard size % Sys.pageSize == 0, size <= byteCount(capacity: StateWord.maximumCapacity) else { return false }
+        var header = [UInt8](repeating: 0xFF, count: headerSize)
+        let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, headerSize, 0) }
+        guard n == headerSize else { return false }
+        let head = header.withUnsafeBytes { $0.load(as: UInt64.self) }
+        return head == magic || header.allSatisfy { $0 == 0 }
+    }
+
     /// Unlinks the lock file at `path` — only if it is a regular file that is an Interlock
     /// lock (or a half-made one: empty, or not yet published); never a file of other data.
     static func removePath(_ path: String) -> Result<Void, InterlockError> {
@@ -178,22 +195,16 @@ extension Segment {
         case .failure(let e): return .failure(pathError(e, lockPath, directory: directory))
         case .success(let d): fd = d
         }
-        let file: LockFile
-        switch LockFile.adopt(fd) {
-        case .failure(let e): return .failure(.systemCall("fstat", errno: e.rawValue))
-        case .success(let f): file = f
-        }
-        defer { file.release() }
-        guard case .success(let st) = Sys.fileStatus(file.fd), st.st_mode & S_IFMT == S_IFREG else {
-            return .failure(.invalidPath(path, reason: whatIsThere(lockPath, directory: directory) ?? "it is not a regular file"))
-        }
-        if st.st_size > 0 {
-            var head: UInt64 = 0
-            let n = withUnsafeMutableBytes(of: &head) { pread(file.fd, $0.baseAddress, 8, 0) }
-            if n == 8 && head != 0 && head != magic {
-                return .failure(.incompatibleSegment(name: path, reason: "it is not an Interlock lock file (bad magic number), so it was not removed"))
+        // Only looked at, never used for record locks: a read-only descriptor must not
+        // become the one this process's handles lock through.
+        let problem: InterlockError? = LockFile.withTransient(fd) { fd in
+            guard case .success(let st) = Sys.fileStatus(fd), st.st_mode & S_IFMT == S_IFREG else {
+                return .invalidPath(path, reason: whatIsThere(lockPath, directory: directory) ?? "it is not a regular file")
             }
+            return isLockFile(fd, size: Int(st.st_size)) ? nil
+                : .incompatibleSegment(name: path, reason: "it is not an Interlock lock file, so it was not removed")
         }
+        if let problem { return .failure(problem) }
         if let e = Sys.unlink(lockPath.fileName, at: directory) {
             if e == .noEntry { return .failure(.notFound(name: path)) }
             return .failure(pathError(e, lockPath, directory: directory))

@@ -31,11 +31,40 @@ extension LocalState {
         if slot >= 0 { return .success(segment.entry(slot)) }
         if startTime == 0 { startTime = ProcessIdentity.currentStartTime() }
         let (pid, startTime) = (pid, startTime)
-        guard let s = LockFile.withTableLock({ segment.register(pid: pid, startTime: startTime) }) else {
-            return .failure(.holderTableFull(name: nil, capacity: segment.capacity))
+        // A table full of entries that dead processes left is recovered as a guest (see
+        // `Segment.guestSlot`), then registration is tried again; another process may be
+        // the guest or the recoverer right now, so a few rounds are allowed.
+        for _ in 0..<50 {
+            switch LockFile.withTableLock({ segment.register(pid: pid, startTime: startTime) }) {
+            case .claimed(let s):
+                slot = s
+                return .success(segment.entry(s))
+            case .foreignLock(let holder):
+                return .failure(.foreignRecordLock(name: nil, pid: holder))
+            case .full(let dead):
+                if dead == 0 { return .failure(.holderTableFull(name: nil, capacity: segment.capacity)) }
+                if !LockFile.withTableLock({ segment.recoverAsGuest(pid: pid) }) {
+                    var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+                    nanosleep(&pause, nil)
+                }
+            }
         }
-        slot = s
-        return .success(segment.entry(s))
+        return .failure(.holderTableFull(name: nil, capacity: segment.capacity))
+    }
+
+    /// After a failed try or timed acquisition: looks for dead holders, at most once per
+    /// `Waiter.checkIntervalNanoseconds` per process, so that a caller that only polls
+    /// (`…IfAvailable`, or timeouts shorter than a waiter's first scan) still gets a dead
+    /// holder's share reclaimed. Returns whether a recovery ran.
+    @usableFromInline
+    func recoverIfDue(_ segment: Segment) -> Bool {
+        guard slot >= 0 else { return false }
+        let now = Sys.monotonicNanoseconds()
+        let last = lastRecoveryCheck.pointee.load(ordering: .relaxed)
+        guard now - last >= Waiter.checkIntervalNanoseconds,
+              lastRecoveryCheck.pointee.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged
+        else { return false }
+        return segment.recoverIfNeeded(slot: slot)
     }
 
     // MARK: Shared
@@ -55,6 +84,14 @@ extension LocalState {
 
     @usableFromInline @inline(never)
     func enterSharedSlow(_ segment: Segment, deadline: Int64?, tryOnly: Bool) -> Result<Void, InterlockError> {
+        let result = enterSharedWaiting(segment, deadline: deadline, tryOnly: tryOnly)
+        if case .failure(.timedOut) = result, recoverIfDue(segment) {
+            return enterSharedWaiting(segment, deadline: nil, tryOnly: true)
+        }
+        return result
+    }
+
+    func enterSharedWaiting(_ segment: Segment, deadline: Int64?, tryOnly: Bool) -> Result<Void, InterlockError> {
         var waiter = Waiter(deadline: deadline)
         while true {
             let r = readers.pointee.load(ordering: .acquiring)
@@ -171,9 +208,11 @@ extension LocalState {
         case .success(let entry): e = entry
         }
         var waiter = Waiter(deadline: deadline)
-        guard let died = segment.acquireExclusive(entry: e, slot: slot, waiter: &waiter, tryOnly: tryOnly) else {
-            return .failure(.timedOut)
+        var acquired = segment.acquireExclusive(entry: e, slot: slot, waiter: &waiter, tryOnly: tryOnly)
+        if acquired == nil && recoverIfDue(segment) {
+            acquired = segment.acquireExclusive(entry: e, slot: slot, waiter: &waiter, tryOnly: true)
         }
+        guard let died = acquired else { return .failure(.timedOut) }
         ownerDied = died
         return .success(())
     }

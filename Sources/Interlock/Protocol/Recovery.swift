@@ -54,7 +54,7 @@ extension Segment {
     /// Runs the recovery described on this extension. Returns false if another live
     /// process is already recovering, or if a live process did not settle in time.
     func recover(slot: Int32) -> Bool {
-        checkHeader("this lock")
+        checkHeader()
         let me = recovererIdentity(slot: slot)
         // 1. Claim the recoverer word.
         while true {
@@ -135,33 +135,70 @@ extension Segment {
     /// Whether the process named by a recoverer word still owns the entry it named.
     func recovererIsAlive(_ identity: UInt64) -> Bool {
         let slot = Int64(identity & 0xFFFF_FFFF) - 1
-        guard slot >= 0 && slot < Int64(capacity) else { return false }  // not one of ours: corrupt
+        guard slot >= 0 && slot <= Int64(guestSlot) else { return false }  // not one of ours: corrupt
         return recovererIdentity(slot: Int32(slot)) == identity && isLive(Int32(slot))
     }
 
     // MARK: Registration
 
+    /// What `register` found.
+    enum RegisterResult {
+        /// This process now owns entry `slot`.
+        case claimed(Int32)
+        /// Every entry is used by a live process or waits for recovery; `deadHolders` is
+        /// how many of them belong to dead processes (recovery can free those).
+        case full(deadHolders: Int)
+        /// Another program holds a record lock over the table (it locked the lock file
+        /// itself): its pid as seen here, 0 if not visible.
+        case foreignLock(pid: Int32)
+    }
+
     /// Claims a holder-table entry: the first entry that is idle and whose liveness byte
-    /// no live process holds, which this process then locks. Returns nil if there is
-    /// none (every entry is used by a live process, or waits for recovery).
+    /// no live process holds, which this process then locks.
     ///
     /// Within one process, call it under `LockFile.withTableLock` (the record lock cannot
     /// tell two handles of one process apart); between processes the record lock is the
     /// arbiter. An idle entry with a free byte stays idle (only a live owner makes it
     /// non-idle), so taking its byte is enough to own it.
-    func register(pid: Int32, startTime: UInt64) -> Int32? {
-        checkHeader("this lock")
+    func register(pid: Int32, startTime: UInt64) -> RegisterResult {
+        checkHeader()
+        var dead = 0
         for i in 0..<Int32(capacity) {
             let e = entry(i)
-            if e.mode.pointee.load(ordering: .acquiring) != Entry.idle { continue }
-            if isLive(i) { continue }  // a live owner, perhaps another handle of this process
+            let lock = liveLock(i)
+            if let lock, !lock.isExact { return .foreignLock(pid: lock.pid) }
+            if e.mode.pointee.load(ordering: .acquiring) != Entry.idle {
+                if lock == nil { dead += 1 }
+                continue
+            }
+            if lock != nil { continue }  // a live owner, perhaps another handle of this process
             guard Sys.lockByte(fd, at: Segment.entryOffset(i)) else { continue }  // another process won it
-            e.epoch.pointee.add(1, ordering: .acquiringAndReleasing)
-            e.owner.pointee.store(UInt32(bitPattern: pid), ordering: .releasing)
-            e.startTime.pointee.store(startTime, ordering: .releasing)
-            return i
+            claim(e, pid: pid, startTime: startTime)
+            return .claimed(i)
         }
-        return nil
+        return .full(deadHolders: dead)
+    }
+
+    private func claim(_ e: Entry, pid: Int32, startTime: UInt64) {
+        e.epoch.pointee.add(1, ordering: .acquiringAndReleasing)
+        e.owner.pointee.store(UInt32(bitPattern: pid), ordering: .releasing)
+        e.startTime.pointee.store(startTime, ordering: .releasing)
+    }
+
+    /// Recovers dead holders as a guest: for a process that could not register because
+    /// the table is full and some entries belong to dead processes. It borrows the guest
+    /// entry (its byte lock and a new epoch) as its recoverer identity, recovers, and
+    /// gives the entry back. Returns whether a recovery ran; false also when another
+    /// process is the guest right now (the caller retries later).
+    ///
+    /// Within one process, call it under `LockFile.withTableLock`, like `register`.
+    func recoverAsGuest(pid: Int32) -> Bool {
+        let guest = guestSlot
+        if isLive(guest) { return false }
+        guard Sys.lockByte(fd, at: Segment.entryOffset(guest)) else { return false }
+        defer { unregister(slot: guest) }
+        claim(entry(guest), pid: pid, startTime: 0)
+        return recover(slot: guest)
     }
 
     /// Gives an idle entry back (under `LockFile.withTableLock`). An entry that is not

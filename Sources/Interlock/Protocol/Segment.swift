@@ -18,9 +18,10 @@ import Synchronization
 ///                                   in the high ones (see `Segment.recovererIdentity`)
 ///  40  recoveries   Atomic<UInt32>  number of dead holders reclaimed so far
 ///  64  state        Atomic<UInt32>  the state word (own cache line), see `StateWord`
-/// 128  entries      capacity × 64 bytes, one per participating process, see `Entry`
+/// 128  entries      capacity × 64 bytes, one per participating process, see `Entry`,
+///                   then one more: the guest entry (see `Segment.guestSlot`)
 /// ```
-/// The size is `128 + 64 × capacity`, rounded up to whole pages.
+/// The size is `128 + 64 × (capacity + 1)`, rounded up to whole pages.
 ///
 /// **Liveness.** A process registered in entry `i` holds a POSIX record lock on the byte
 /// at the entry's offset (`128 + 64 × i`) of the lock's file, from registration until it
@@ -58,12 +59,19 @@ struct Segment: @unchecked Sendable {
     }
 
     static func byteCount(capacity: Int) -> Int {
-        let raw = headerSize + entrySize * capacity
+        let raw = headerSize + entrySize * (capacity + 1)
         return (raw + Sys.pageSize - 1) / Sys.pageSize * Sys.pageSize
     }
 
     /// The offset of entry `slot`, which is also the byte its owner keeps locked.
     static func entryOffset(_ slot: Int32) -> Int { headerSize + entrySize * Int(slot) }
+
+    /// The guest entry, after the `capacity` regular ones: never registered, never
+    /// holding anything. A process that finds every regular entry taken borrows it (its
+    /// byte lock and epoch) as its identity to run a recovery, so that a table full of
+    /// dead holders — a capacity-1 lock whose one holder was killed — is reclaimed by
+    /// the next process that comes, instead of refusing everyone for ever.
+    var guestSlot: Int32 { Int32(capacity) }
 
     var magicValue: UInt64 { base.load(as: UInt64.self) }
     var version: UInt32 { base.load(fromByteOffset: 8, as: UInt32.self) }
@@ -75,9 +83,9 @@ struct Segment: @unchecked Sendable {
     var recoveries: UnsafeMutablePointer<Atomic<UInt32>> { (base + 40).assumingMemoryBound(to: Atomic<UInt32>.self) }
     @inlinable var state: UnsafeMutablePointer<Atomic<UInt32>> { (base + 64).assumingMemoryBound(to: Atomic<UInt32>.self) }
 
-    /// Entry `index`. Invariant: `0 <= index < capacity` (callers index with slots they
-    /// own or loop over `0..<capacity`; a slot read from shared memory is range-checked
-    /// first).
+    /// Entry `index`. Invariant: `0 <= index <= capacity` (callers index with slots they
+    /// own, the guest slot, or loop over `0..<capacity`; a slot read from shared memory is
+    /// range-checked first).
     @inlinable func entry(_ index: Int32) -> Entry {
         Entry(base + 128 + 64 * Int(index))
     }
@@ -85,14 +93,15 @@ struct Segment: @unchecked Sendable {
     // MARK: Liveness
 
     /// Whether a live process owns entry `slot` (holds its byte lock). Any process's
-    /// lock counts, this process's own included.
+    /// lock counts, this process's own included. A foreign program's record lock over
+    /// the byte counts too: when in doubt, a holder is alive (a hang, never a second
+    /// writer); registration reports such a lock (`RegisterResult.foreignLock`).
     func isLive(_ slot: Int32) -> Bool {
         Sys.byteLockHolder(fd, at: Segment.entryOffset(slot)) != nil
     }
 
-    /// The pid of entry `slot`'s live owner as this process sees it (0 when it lives in a
-    /// pid namespace this process cannot see), or nil when no live process owns it.
-    func livePID(_ slot: Int32) -> Int32? {
+    /// The record lock on entry `slot`'s byte, or nil when no live process owns it.
+    func liveLock(_ slot: Int32) -> Sys.ByteLock? {
         Sys.byteLockHolder(fd, at: Segment.entryOffset(slot))
     }
 
@@ -126,19 +135,19 @@ struct Segment: @unchecked Sendable {
         }
         let cap = declaredCapacity
         if cap != capacity { return "its header changed while it was being opened" }
-        if cap < 1 || cap > StateWord.maximumCapacity || Segment.headerSize + Segment.entrySize * cap > mappedSize {
+        if cap < 1 || cap > StateWord.maximumCapacity || Segment.headerSize + Segment.entrySize * (cap + 1) > mappedSize {
             return "its holder table capacity \(cap) does not fit its size \(mappedSize)"
         }
         return nil
     }
 
-    /// Traps, naming the lock, if the header no longer says what it said when this
+    /// Traps, naming the lock's file, if the header no longer says what it said when this
     /// process validated it: somebody wrote over the segment. Checked on the rare paths
     /// (registration, recovery, snapshots); the values in use are never re-read anyway.
-    func checkHeader(_ what: @autoclosure () -> String) {
+    func checkHeader() {
         let cap = declaredCapacity, size = declaredSize
         if cap != capacity || size != UInt64(mappedSize) || magicValue != Segment.magic {
-            fatalError("Interlock: the segment of \(what()) was overwritten (capacity \(capacity) became \(cap), "
+            fatalError("Interlock: the lock file \(Sys.pathOfDescriptor(fd)) was overwritten (capacity \(capacity) became \(cap), "
                 + "size \(mappedSize) became \(size)): corrupt or tampered; remove it once no program uses it")
         }
     }

@@ -93,6 +93,10 @@ extension Segment {
                     return .failure(openError(e, call: "shm_open", name: name))
                 }
             }
+            // glibc's shm_open opens /dev/shm/NAME (without following a link there).
+            if let file = LockFile.existing("/dev/shm" + path, at: AT_FDCWD) {
+                return open(file: file, label: name, options: options)
+            }
             switch Sys.sharedMemoryOpen(path, flags: O_RDWR | O_CLOEXEC, mode: 0) {
             case .success(let fd):
                 return open(fd: fd, label: name, options: options)
@@ -146,11 +150,15 @@ extension Segment {
     /// Maps and validates an existing segment's file, waiting (bounded) for its creator
     /// to publish it. Writes nothing to it.
     static func open(fd: Int32, label: String, options: NamedLockOptions) -> Result<OpenSegment, InterlockError> {
-        let file: LockFile
         switch LockFile.adopt(fd) {
         case .failure(let e): return .failure(.systemCall("fstat", errno: e.rawValue))
-        case .success(let f): file = f
+        case .success(let file): return open(file: file, label: label, options: options)
         }
+    }
+
+    /// Maps and validates an existing segment through a file this process has open
+    /// (one use, given back on failure).
+    static func open(file: LockFile, label: String, options: NamedLockOptions) -> Result<OpenSegment, InterlockError> {
         switch mapExisting(file: file, label: label, options: options) {
         case .failure(let e): file.release(); return .failure(e)
         case .success(let segment): return .success(OpenSegment(segment: segment, file: file))
@@ -178,7 +186,9 @@ extension Segment {
         if !options.allowInsecurePermissions {
             let othersWrite = permissions & 0o002 != 0
             let groupWrite = permissions & 0o020 != 0 && !options.shareWithGroup
-            let foreignOwner = st.st_uid != Sys.effectiveUserID() && !options.shareWithGroup
+            // Another user's file is accepted only when sharing with a group we are in.
+            let foreignOwner = st.st_uid != Sys.effectiveUserID()
+                && !(options.shareWithGroup && Sys.isMember(ofGroup: st.st_gid))
             if othersWrite || groupWrite || foreignOwner { return .failure(.insecureSegment(name: label, mode: permissions)) }
         }
         if let error = checkFileSystem(file.fd, label: label) { return .failure(error) }
@@ -209,16 +219,26 @@ extension Segment {
         return .success(segment)
     }
 
-    /// Refuses file systems on which record locks or shared mappings do not behave
-    /// (network file systems): liveness would be a guess there.
+    /// Local file systems, on which POSIX record locks and shared mappings are the
+    /// kernel's own: a lock's file must be on one of these (by `statfs` magic number).
+    /// Network and user-space file systems (NFS, SMB, 9p, FUSE, virtiofs, …) are
+    /// refused: there a holder's death, or even its lock, may not be seen by all.
+    static let localFileSystems: [Int64: String] = [
+        0xEF53: "ext2/3/4", 0x5846_5342: "xfs", 0x9123_683E: "btrfs", 0x0102_1994: "tmpfs",
+        0x8584_58F6: "ramfs", 0x9584_58F6: "hugetlbfs", 0x794C_7630: "overlayfs", 0xF2F5_2010: "f2fs",
+        0x2FC1_2FC1: "zfs", 0xCA45_1A4E: "bcachefs", 0x3153_464A: "jfs", 0x5265_4973: "reiserfs",
+        0x3434: "nilfs2", 0x4D44: "vfat", 0x2011_BAB0: "exfat",
+    ]
+
+    /// Refuses a file that is not on a known local file system (see `localFileSystems`).
     static func checkFileSystem(_ fd: Int32, label: String) -> InterlockError? {
         let type = Sys.fileSystemType(fd)
-        let unsupported: [Int64: String] = [
-            0x6969: "NFS", 0xFF53_4D42: "CIFS", 0x517B: "SMB", 0xFE53_4D42: "SMB2",
-            0x0102_1997: "9P", 0x00C3_6400: "Ceph", 0x0BD0_0BD0: "Lustre",
+        if localFileSystems[type] != nil { return nil }
+        let known: [Int64: String] = [
+            0x6969: "NFS", 0xFF53_4D42: "CIFS", 0x517B: "SMB", 0xFE53_4D42: "SMB2", 0x0102_1997: "9P",
+            0x00C3_6400: "Ceph", 0x0BD0_0BD0: "Lustre", 0x6573_5546: "FUSE", 0x6A65_6A62: "virtiofs",
         ]
-        if let name = unsupported[type] { return .unsupportedFileSystem(path: label, fileSystem: name) }
-        return nil
+        return .unsupportedFileSystem(path: label, fileSystem: known[type] ?? "a file system of type 0x\(String(type, radix: 16))")
     }
 
     /// Unmaps this process's view of the segment.

@@ -84,6 +84,44 @@ final class LockFile: @unchecked Sendable {
         }
     }
 
+    /// The file at `path` (relative to `directory`, not following a symbolic link in the
+    /// last component) if this process has it open already: one use more, and no new
+    /// descriptor. Opening it again would have to keep the new descriptor open until the
+    /// last user goes (see `spares`), so a program that inspects a lock it uses, or opens
+    /// and drops handles in a loop, would pile descriptors up.
+    ///
+    /// Reusing the open file is what an `open` at the instant of the `stat` would have
+    /// given: the path named this very file then.
+    static func existing(_ path: String, at directory: Int32) -> LockFile? {
+        guard case .success(let st) = Sys.linkStatus(path, at: directory) else { return nil }
+        let key = Key(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        return withTableLock {
+            guard let file = table[key] else { return nil }
+            file.users += 1
+            return file
+        }
+    }
+
+    /// Runs `body` with `fd`, a descriptor opened only to look at a file, then disposes
+    /// of it: closes it if this process has no lock file open on the same file, and
+    /// otherwise keeps it with that file's spares (closing it would drop the process's
+    /// record locks). `body` runs with the table locked, so no handle of this process
+    /// can start using the file meanwhile; it must be short and take no other lock.
+    static func withTransient<R>(_ fd: Int32, _ body: (Int32) -> R) -> R {
+        withTableLock {
+            let result = body(fd)
+            // (If fstat failed we cannot tell which file it is: the descriptor is leaked.)
+            if case .success(let st) = Sys.fileStatus(fd) {
+                if let file = table[Key(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))] {
+                    file.spares.append(fd)
+                } else {
+                    Sys.close(fd)
+                }
+            }
+            return result
+        }
+    }
+
     /// Gives one use back; the last user closes every descriptor of the file.
     ///
     /// Invariant: the caller holds no record lock in this file through this use (it

@@ -94,6 +94,16 @@ enum Sys {
 
     static func effectiveUserID() -> UInt32 { geteuid() }
 
+    /// Whether the calling process is in group `gid` (effective or supplementary).
+    static func isMember(ofGroup gid: UInt32) -> Bool {
+        if getegid() == gid { return true }
+        let count = getgroups(0, nil)
+        guard count > 0 else { return false }
+        var groups = [gid_t](repeating: 0, count: Int(count))
+        let n = getgroups(count, &groups)
+        return n > 0 && groups[..<Int(n)].contains(gid)
+    }
+
     // MARK: Shared memory
 
     /// `shm_open`, retrying EINTR.
@@ -163,6 +173,14 @@ enum Sys {
         return e == 0 ? nil : Errno(e)
     }
 
+    /// What the kernel calls the file behind `fd` (`/proc/self/fd/N`), for messages.
+    static func pathOfDescriptor(_ fd: Int32) -> String {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        let n = readlink("/proc/self/fd/\(fd)", &buffer, 4096)
+        guard n > 0 else { return "(descriptor \(fd))" }
+        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// The file-system magic number (`statfs.f_type`) of `fd`, 0 if unknown.
     static func fileSystemType(_ fd: Int32) -> Int64 { cinterlock_filesystem_type(fd) }
 
@@ -184,14 +202,21 @@ enum Sys {
         _ = cinterlock_unlock_byte(fd, Int64(offset))
     }
 
+    /// A record lock found on a byte: its holder's pid as this process's pid namespace
+    /// sees it (0 when it cannot see it), and whether the lock covers exactly that byte,
+    /// as Interlock's liveness locks do (false: some other program locked the file).
+    struct ByteLock {
+        var pid: Int32
+        var isExact: Bool
+    }
+
     /// Whether any process (this one included) holds a record lock on byte `offset` of
-    /// `fd`: nil when free, otherwise the holder's pid as this process's pid namespace
-    /// sees it (0 when it cannot see it). Traps if the kernel cannot answer (it lacks
-    /// F_OFD_GETLK, Linux 3.15): liveness would be unknowable.
-    static func byteLockHolder(_ fd: Int32, at offset: Int) -> Int32? {
+    /// `fd`: nil when free. Traps if the kernel cannot answer (it lacks F_OFD_GETLK,
+    /// Linux 3.15): liveness would be unknowable.
+    static func byteLockHolder(_ fd: Int32, at offset: Int) -> ByteLock? {
         var holder: Int32 = 0
         let r = cinterlock_byte_lock_holder(fd, Int64(offset), &holder)
-        if r == 1 { return max(holder, 0) }
+        if r == 1 || r == 2 { return ByteLock(pid: max(holder, 0), isExact: r == 1) }
         if r == 0 { return nil }
         fatalError("Interlock: fcntl(F_OFD_GETLK) on a lock file failed: \(Errno(-r).description) (errno \(-r)); Linux 3.15 or later is required")
     }
