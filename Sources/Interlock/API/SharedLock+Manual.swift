@@ -68,16 +68,18 @@ extension SharedLock {
 
     /// Releases shared mode held by the calling thread.
     ///
+    /// In a `fork()` child, releasing a hold that the forking thread took before the
+    /// fork is a no-op: the child never held it, and the parent's hold is not touched.
+    ///
     /// - Warning: The manual, unsafe form. Calling it without holding shared mode, or
     ///   while holding exclusive mode, traps.
     @inlinable @inline(__always)
     public func unlockShared() {
         let state = LocalState(local.get())
-        if let segment {
-            state.checkHoldsShared()  // before touching the process-level count
-            state.leaveShared(segment)
-        }
-        state.unlockSharedThread()
+        // Forget the hold first, so that misuse traps before the process-level count moves.
+        if _slowPath(!state.forgetSharedHold()) { unlockSharedNotHeld(state); return }
+        if let segment { state.leaveShared(segment) }
+        state.releaseSharedThread()
     }
 
     // MARK: Exclusive
@@ -142,11 +144,18 @@ extension SharedLock {
 
     /// Releases exclusive mode held by the calling thread.
     ///
+    /// In a `fork()` child, releasing a hold that the forking thread took before the
+    /// fork is a no-op: the child never held it, and the parent's hold is not touched.
+    ///
     /// - Warning: The manual, unsafe form. Calling it on a thread that does not hold
     ///   exclusive mode traps.
     @inlinable @inline(__always)
     public func unlockExclusive() {
         let state = LocalState(local.get())
+        if _slowPath(state.owner.pointee.load(ordering: .relaxed) != currentThreadID()) {
+            unlockExclusiveNotHeld(state)
+            return
+        }
         if let segment { unlockExclusiveProcess(state, segment) }
         state.unlockExclusiveThread()
     }
@@ -154,9 +163,6 @@ extension SharedLock {
     /// The process-level half of ``unlockExclusive()``, out of line.
     @usableFromInline @inline(never)
     func unlockExclusiveProcess(_ state: LocalState, _ segment: Segment) {
-        if state.owner.pointee.load(ordering: .relaxed) != currentThreadID() {
-            misuse("unlockExclusive() on a thread that does not hold this lock in exclusive mode")
-        }
         state.leaveExclusive(segment)
     }
 
