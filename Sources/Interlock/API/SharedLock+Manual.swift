@@ -3,7 +3,9 @@ import Synchronization
 // The manual forms: lock and unlock calls for code that cannot use a closure.
 //
 // These are the unsafe way to use a `SharedLock`: nothing ties an unlock to its lock.
-// Prefer `withShared` and `withExclusive`, which cannot forget to unlock.
+// Prefer `withShared` and `withExclusive`, which cannot forget to unlock. A lock whose
+// last reference goes away while a manual hold is still taken traps (see
+// `SharedLock+Deinit.swift`).
 
 extension SharedLock {
     // MARK: Shared
@@ -15,6 +17,8 @@ extension SharedLock {
     ///   not recursive: calling this again on a thread that holds it deadlocks if a writer
     ///   is waiting. In a process scope, a process that cannot register (a full holder
     ///   table) traps; use ``lockShared(timeout:)`` to get that as an error.
+    /// - Important: Keep a reference to the lock until you release it: a `SharedLock`
+    ///   deinitialised while its process holds it traps (see ``SharedLock``).
     @inlinable @inline(__always)
     public func lockShared() {
         let state = LocalState(local.get())
@@ -92,6 +96,8 @@ extension SharedLock {
     ///   on a thread that holds the lock in either mode traps. In a process scope, a
     ///   process that cannot register (a full holder table) traps; use
     ///   ``lockExclusive(timeout:)`` to get that as an error.
+    /// - Important: Keep a reference to the lock until you release it: a `SharedLock`
+    ///   deinitialised while its process holds it traps (see ``SharedLock``).
     @inlinable @inline(__always)
     public func lockExclusive() {
         let state = LocalState(local.get())

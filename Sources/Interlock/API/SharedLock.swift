@@ -37,6 +37,11 @@ import Synchronization
 ///   exclusive mode on the thread that holds it, asking for exclusive mode while holding
 ///   shared mode, or unlocking a mode the thread does not hold, traps with a message.
 ///   Re-acquiring shared mode on a thread that holds it deadlocks if a writer is waiting.
+///
+/// - Important: Release every manual hold (``lockShared()``, ``lockExclusive()``) before
+///   the last reference to the lock goes away. A lock deinitialised while a thread of its
+///   process holds it traps with a message naming the lock: the hold could never be
+///   released, and other processes' writers would wait until this process exits.
 public final class SharedLock: @unchecked Sendable {
     // Sendable: all mutable state is reached through atomics (`ForkLocalPointer`, the
     // state words) or through the pthread rwlock; see `LocalState` and `Segment`.
@@ -112,6 +117,7 @@ public final class SharedLock: @unchecked Sendable {
     }
 
     deinit {
+        checkNotHeldAtDeinit()
         if let p = local.currentIfOwned() {
             let state = LocalState(p)
             if let segment, state.slot >= 0 { segment.unregister(slot: state.slot, pid: state.pid) }
