@@ -39,3 +39,16 @@ extension SharedLock {
         state.notHoldingExclusive()
     }
 }
+
+extension SharedLock {
+    /// Whether, at the instant of a fork that made this process (or an ancestor since
+    /// this lock was made), a thread other than the forking one held exclusive mode: its
+    /// write was cut off in the child. Used by `SharedLocked` to poison its value.
+    func wasHeldExclusivelyByAnotherThreadAtFork() -> Bool {
+        let forking = cinterlock_forking_thread()
+        return local.forEachInherited { inherited in
+            let owner = LocalState(inherited).owner.pointee.load(ordering: .relaxed)
+            return owner != 0 && owner != forking
+        }
+    }
+}
