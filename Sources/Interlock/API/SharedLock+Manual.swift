@@ -174,16 +174,11 @@ extension SharedLock {
 
     // MARK: Helpers
 
-    /// The absolute CLOCK_MONOTONIC deadline `timeout` from now, in nanoseconds.
+    /// The absolute CLOCK_MONOTONIC deadline `timeout` from now, in nanoseconds,
+    /// saturating (see `Sys.deadline(after:)`).
     @usableFromInline
     static func deadline(after timeout: Duration) -> Int64 {
-        let (seconds, attoseconds) = timeout.components
-        let now = Sys.monotonicNanoseconds()
-        if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return now }
-        let ns = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if ns.overflow { return Int64.max }
-        let (sum, overflow) = now.addingReportingOverflow(ns.partialValue &+ attoseconds / 1_000_000_000)
-        return overflow ? Int64.max : sum
+        Sys.deadline(after: timeout)
     }
 
     /// A blocking acquisition could not register this process (a full holder table).
