@@ -29,6 +29,9 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
     case liveHolders(name: String, count: Int)
     /// A system call failed unexpectedly.
     case systemCall(String, errno: Int32)
+    /// Something other than a lock segment (`found`: "a directory", "a symbolic link", …)
+    /// is at the named lock's path.
+    case notALock(name: String, path: String, found: String)
 
     /// A sentence that says what happened and what to do.
     public var description: String {
@@ -59,6 +62,9 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
             return "lock \"\(name)\" is in use by \(count) live process\(count == 1 ? "" : "es"); stop them first, or remove with force"
         case .systemCall(let call, let errno):
             return "\(call) failed: \(Errno(errno).description) (errno \(errno))"
+        case .notALock(let name, let path, let found):
+            return "\(path), the place of lock \"\(name)\", is \(found), not a lock segment; "
+                + "move it away (or choose another name) and retry"
         }
     }
 }

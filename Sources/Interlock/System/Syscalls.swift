@@ -25,6 +25,8 @@ struct Errno: Error, Equatable, Sendable {
     static let notPermitted = Errno(EPERM)
     static let invalid = Errno(EINVAL)
     static let nameTooLong = Errno(ENAMETOOLONG)
+    static let isDirectory = Errno(EISDIR)
+    static let loop = Errno(ELOOP)
 
     /// The C library's description of this errno.
     var description: String { String(cString: strerror(rawValue)) }
@@ -121,6 +123,12 @@ enum Sys {
     static func fileStatus(_ fd: Int32) -> Result<stat, Errno> {
         var st = stat()
         return fstat(fd, &st) == 0 ? .success(st) : .failure(Errno.current)
+    }
+
+    /// `lstat`: what is at `path`, without following a symbolic link.
+    static func linkStatus(_ path: String) -> Result<stat, Errno> {
+        var st = stat()
+        return lstat(path, &st) == 0 ? .success(st) : .failure(Errno.current)
     }
 
     static func close(_ fd: Int32) { _ = Glibc.close(fd) }
