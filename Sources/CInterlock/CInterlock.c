@@ -65,7 +65,9 @@ int cinterlock_held_find_slow(const void *id, int remove) {
     return 0;
 }
 
-__thread void *cinterlock_thread_slots[CINTERLOCK_THREAD_SLOTS] __attribute__((tls_model("initial-exec")));
+__thread struct cinterlock_thread_slot cinterlock_thread_slots[CINTERLOCK_THREAD_SLOTS] __attribute__((tls_model("initial-exec")));
+
+__thread void *cinterlock_thread_more __attribute__((tls_model("initial-exec")));
 
 // Runs in the child right after fork(). Only async-signal-safe work is allowed
 // there (the parent may have had other threads holding any lock), so this does a

@@ -45,26 +45,52 @@ int cinterlock_futex_wait(uint32_t *word, uint32_t expected,
 /// woken, or -errno.
 int cinterlock_futex_wake(uint32_t *word, int count, int process_shared);
 
-/// Number of per-thread fast slots for `ThreadLocal` (instances beyond this use
-/// `pthread_getspecific` alone).
-#define CINTERLOCK_THREAD_SLOTS 64
+/// Number of per-thread fast slots for `ThreadLocal` (instances beyond this many alive at
+/// once use a per-thread dictionary instead). 32 slots of 16 bytes: the same 512 bytes of
+/// static TLS as 64 bare pointers, so a library that `dlopen`s Interlock does not need more.
+#define CINTERLOCK_THREAD_SLOTS 32
 
-/// Per-thread fast slots: one pointer per `ThreadLocal` instance index, in the thread's
-/// static TLS block. In C because Swift has no `thread_local` storage; `initial-exec` so a
-/// read is one %fs-relative load, not a call to `__tls_get_addr`. Never touched directly
-/// from Swift (Swift cannot import thread-local variables): use the accessors.
-extern __thread void *_Nullable cinterlock_thread_slots[CINTERLOCK_THREAD_SLOTS]
+/// One fast slot: the cell a `ThreadLocal` made for this thread, tagged with the
+/// instance's serial number. Serial numbers are never reused, so a slot index that passed
+/// to a new instance never hands it the cell of a dead one: the cell is only dereferenced
+/// after the serial matched (see `cinterlock_thread_cell`).
+struct cinterlock_thread_slot {
+    void *_Nullable cell;
+    uint64_t serial;
+};
+
+/// Per-thread fast slots, indexed by the `ThreadLocal` instance's fast index (reused when
+/// an instance is destroyed). In C because Swift has no `thread_local` storage;
+/// `initial-exec` so a read is a %fs-relative load, not a call to `__tls_get_addr`. Never
+/// touched directly from Swift (Swift cannot import thread-local variables): use the
+/// accessors.
+extern __thread struct cinterlock_thread_slot cinterlock_thread_slots[CINTERLOCK_THREAD_SLOTS]
     __attribute__((tls_model("initial-exec")));
 
-/// The calling thread's fast slot `index` (0 ≤ index < CINTERLOCK_THREAD_SLOTS), or NULL.
-static inline void *_Nullable cinterlock_thread_slot(long index) {
-    return cinterlock_thread_slots[index];
+/// The calling thread's cell in fast slot `index` (0 ≤ index < CINTERLOCK_THREAD_SLOTS) if
+/// it was made for the instance with this `serial`, else NULL.
+static inline void *_Nullable cinterlock_thread_cell(long index, uint64_t serial) {
+    struct cinterlock_thread_slot *slot = &cinterlock_thread_slots[index];
+    return slot->serial == serial ? slot->cell : NULL;
 }
 
+/// The raw contents of the calling thread's fast slot `index` (for the thread-exit handler,
+/// which hands the cell to the registry without dereferencing it).
+static inline void *_Nullable cinterlock_thread_slot_cell(long index) { return cinterlock_thread_slots[index].cell; }
+static inline uint64_t cinterlock_thread_slot_serial(long index) { return cinterlock_thread_slots[index].serial; }
+
 /// Sets the calling thread's fast slot `index`.
-static inline void cinterlock_set_thread_slot(long index, void *_Nullable value) {
-    cinterlock_thread_slots[index] = value;
+static inline void cinterlock_set_thread_cell(long index, uint64_t serial, void *_Nullable cell) {
+    cinterlock_thread_slots[index].cell = cell;
+    cinterlock_thread_slots[index].serial = serial;
 }
+
+/// The calling thread's overflow table (an opaque Swift object, or NULL): cells of
+/// `ThreadLocal` instances that have no fast slot, keyed by serial.
+extern __thread void *_Nullable cinterlock_thread_more __attribute__((tls_model("initial-exec")));
+
+static inline void *_Nullable cinterlock_thread_overflow(void) { return cinterlock_thread_more; }
+static inline void cinterlock_set_thread_overflow(void *_Nullable table) { cinterlock_thread_more = table; }
 
 /// The thread that called `fork()`, as `pthread_self()`, recorded by the child handler
 /// in every child (0 in a process that was not forked). In a child it is the only thread
