@@ -7,7 +7,6 @@ import PackageDescription
 
 let package = Package(
     name: "InterlockBenchmarks",
-    platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "Interlock", path: ".."),
         // Only the malloc interposer trait: the default traits also pull a runtime

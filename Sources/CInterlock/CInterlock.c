@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -16,18 +18,71 @@
 
 _Atomic(uint64_t) cinterlock_fork_generation_storage = 0;
 
+_Atomic(uintptr_t) cinterlock_forking_thread_storage = 0;
+
 __thread struct cinterlock_held cinterlock_held_storage __attribute__((tls_model("initial-exec")));
 
-__thread void *cinterlock_thread_slots[CINTERLOCK_THREAD_SLOTS] __attribute__((tls_model("initial-exec")));
+static const void **cinterlock_held_at(struct cinterlock_held *h, long i) {
+    return i < CINTERLOCK_HELD_CAPACITY ? &h->ids[i] : &h->more[i - CINTERLOCK_HELD_CAPACITY];
+}
+
+void cinterlock_held_push_slow(const void *id) {
+    struct cinterlock_held *h = &cinterlock_held_storage;
+    long n = h->count;
+    long extra = n - CINTERLOCK_HELD_CAPACITY;  // >= 0 here
+    if (extra >= h->more_capacity) {
+        long capacity = h->more_capacity > 0 ? h->more_capacity * 2 : CINTERLOCK_HELD_CAPACITY;
+        const void **grown = realloc(h->more, (size_t)capacity * sizeof(void *));
+        if (grown == NULL) {
+            static const char message[] =
+                "Interlock: out of memory recording this thread's shared holds\n";
+            (void)!write(2, message, sizeof message - 1);
+            abort();
+        }
+        h->more = grown;
+        h->more_capacity = capacity;
+    }
+    h->more[extra] = id;
+    h->count = n + 1;
+}
+
+int cinterlock_held_find_slow(const void *id, int remove) {
+    struct cinterlock_held *h = &cinterlock_held_storage;
+    long n = h->count;
+    for (long i = n - 1; i >= 0; i--) {
+        const void **slot = cinterlock_held_at(h, i);
+        if (*slot != id) continue;
+        if (remove) {
+            *slot = *cinterlock_held_at(h, n - 1);
+            h->count = n - 1;
+            // Keep the array while the count hovers near the inline capacity (no
+            // malloc per hold there); give it back once the thread holds few locks.
+            if (n - 1 <= CINTERLOCK_HELD_CAPACITY / 2 && h->more != NULL) {
+                free(h->more);
+                h->more = NULL;
+                h->more_capacity = 0;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+__thread struct cinterlock_thread_slot cinterlock_thread_slots[CINTERLOCK_THREAD_SLOTS] __attribute__((tls_model("initial-exec")));
+
+__thread void *cinterlock_thread_more __attribute__((tls_model("initial-exec")));
 
 // Runs in the child right after fork(). Only async-signal-safe work is allowed
 // there (the parent may have had other threads holding any lock), so this does a
-// lock-free atomic increment and two plain stores to the thread's own TLS.
+// lock-free atomic increment and a store of the calling thread's identity
+// (pthread_self() reads the thread pointer; it takes no lock).
+//
+// The forking thread's record of shared holds is kept: its entries name the parent's
+// lock states, which no hold made in the child can match (see `cinterlock_held`), and
+// they let the child release a hold taken before the fork as the no-op it is.
 static void cinterlock_atfork_child(void) {
+    atomic_store_explicit(&cinterlock_forking_thread_storage, (uintptr_t)pthread_self(), memory_order_relaxed);
     atomic_fetch_add_explicit(&cinterlock_fork_generation_storage, 1, memory_order_acq_rel);
-    // The forking thread's record of shared holds: the child holds nothing.
-    cinterlock_held_storage.count = 0;
-    cinterlock_held_storage.overflowed = 0;
 }
 
 static pthread_once_t cinterlock_atfork_once = PTHREAD_ONCE_INIT;

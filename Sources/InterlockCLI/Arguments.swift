@@ -13,7 +13,7 @@ struct UsageError: Error {
 }
 
 /// The unit a bare number means for a duration option (`--duration 10` is 10 s,
-/// `--hold 200` is 200 ns). A suffix (`ns`, `us`, `ms`, `s`) always wins.
+/// `--hold 200` is 200 ns). A suffix (`ns`, `us`, `ms`, `s`, `m`, `h`) always wins.
 enum DurationUnit: String {
     case nanoseconds = "ns"
     case seconds = "s"
@@ -159,6 +159,11 @@ enum ArgumentParser {
                 inlineValue = String(word[word.index(after: equals)...])
             }
             guard let spec = command.option(named: name) else {
+                if let positional = command.positionals.first {
+                    // A lock name may start with '-': it goes after '--'.
+                    throw UsageError(message: "\(prefix): unknown option '\(name)' (see '\(prefix) --help'; "
+                        + "a \(positional.name) that starts with '-' goes after '--': \(prefix) -- \(word))")
+                }
                 throw UsageError(message: "\(prefix): unknown option '\(name)' (see '\(prefix) --help')")
             }
             if result.given[name] != nil {
@@ -207,7 +212,7 @@ enum ArgumentParser {
             return .integer(n)
         case .duration(let unit):
             guard let ns = parseDuration(text, unit: unit) else {
-                throw UsageError(message: "\(prefix) expects a duration such as 500ms, 2s or 200ns, got '\(text)'")
+                throw UsageError(message: "\(prefix) expects a duration such as 500ms, 2s, 2m or 200ns (at most a day), got '\(text)'")
             }
             return .nanoseconds(ns)
         case .choice(let words):
@@ -223,10 +228,12 @@ enum ArgumentParser {
         }
     }
 
-    /// `10`, `1.5s`, `250ms`, `20us`, `200ns` → nanoseconds; nil when malformed,
-    /// negative, or over a day.
+    /// `10`, `1.5s`, `250ms`, `20us`, `200ns`, `2m`, `1h` → nanoseconds; nil when
+    /// malformed, negative, or over a day. (`m` is minutes; milliseconds are `ms`.)
     static func parseDuration(_ text: String, unit: DurationUnit) -> UInt64? {
-        let suffixes: [(String, Double)] = [("ns", 1), ("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("s", 1e9)]
+        // Longer suffixes first: "ms" before "s" and "m".
+        let suffixes: [(String, Double)] = [("ns", 1), ("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("s", 1e9),
+                                            ("m", 60e9), ("h", 3600e9)]
         var number = Substring(text)
         var scale = unit == .seconds ? 1e9 : 1
         for (suffix, factor) in suffixes where text.hasSuffix(suffix) {

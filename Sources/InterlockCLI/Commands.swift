@@ -75,6 +75,8 @@ enum Commands {
         options: [
             OptionSpec(name: "--mode", kind: .choice(["shared", "exclusive"]), defaultValue: "shared",
                        help: "The mode to hold."),
+            OptionSpec(name: "--timeout", kind: .duration(unit: .seconds), defaultValue: nil,
+                       help: "Give up (exit 1) if the lock is not acquired within this long (a bare number is seconds); default: wait as long as it takes. While it waits, a line on standard error says so."),
         ]
     )
 
@@ -118,8 +120,17 @@ enum Help {
             lines += optionLines(command)
             lines.append("")
         }
+        lines += nameLines()
+        lines.append("`interlock --version` prints the version.")
+        lines.append("")
         lines += exitStatusLines()
         return lines.joined(separator: "\n")
+    }
+
+    /// How to write a NAME that looks like an option, and a DURATION.
+    private static func nameLines() -> [String] {
+        ["A NAME that starts with '-' goes after '--': interlock inspect -- -name.",
+         "DURATION: a number with ns, us, ms, s, m (minutes) or h; at most a day."]
     }
 
     /// `interlock COMMAND --help`.
@@ -131,6 +142,8 @@ enum Help {
                 lines.append("  \(positional.name)")
                 lines.append("      \(positional.help)")
             }
+            lines.append("")
+            lines += nameLines()
             lines.append("")
         }
         lines.append("OPTIONS:")

@@ -1,4 +1,4 @@
-// `interlock hold NAME|PATH [--mode shared|exclusive]`: a test and debugging aid.
+// `interlock hold NAME|PATH [--mode shared|exclusive] [--timeout D]`: a test and debugging aid.
 //
 // Opens (or creates) the named lock, acquires it, prints "held" on its own line, and
 // keeps it until standard input reaches end of file; then releases and exits 0. Tests
@@ -27,7 +27,10 @@ enum HoldCommand {
                 if count == 0 || (count < 0 && errno != EINTR) { break }
             }
         }
-        if exclusive { lock.withExclusive(body) } else { lock.withShared(body) }
+        if let failure = HoldWait.acquire(lock, name: name, exclusive: exclusive,
+                                          timeout: arguments.nanoseconds("--timeout")) { return failure }
+        body()
+        if exclusive { lock.unlockExclusive() } else { lock.unlockShared() }
         return .success
     }
 }

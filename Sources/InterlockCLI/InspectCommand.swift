@@ -22,7 +22,7 @@ enum InspectCommand {
 
     static func text(_ snapshot: LockSnapshot) -> String {
         var lines = [
-            "lock \(snapshot.name.map { "'\($0)'" } ?? "(anonymous)")",
+            "lock \(snapshot.name.map { "'\(Format.printable($0))'" } ?? "(anonymous)")",
             "  layout version \(snapshot.layoutVersion), segment \(snapshot.segmentSize) bytes, holder table capacity \(snapshot.capacity)",
             "  state word \(Format.hex(snapshot.stateWord)): \(Format.decode(snapshot))",
             "  dead holders reclaimed since creation: \(snapshot.recoveries)",
@@ -34,13 +34,14 @@ enum InspectCommand {
             lines.append("  holders: none")
         } else {
             lines.append("  holders:")
-            let widths = [10, 18, 14, 0]
+            let widths = [10, 18, 22, 0]
             func row(_ cells: [String]) -> String {
                 "    " + zip(cells, widths).map { $1 == 0 ? $0 : $0.padding($1) }.joined()
             }
-            lines.append(row(["PID", "MODE", "START TIME", "STATUS"]))
+            lines.append(row(["PID", "MODE", "STARTED (UTC)", "STATUS"]))
             for holder in snapshot.holders {
-                lines.append(row([String(holder.pid), holder.mode.rawValue, String(holder.startTime), status(holder)]))
+                lines.append(row([String(holder.pid), holder.mode.rawValue, Format.wallClock(startTicks: holder.startTime) ?? "unknown",
+                                  status(holder)]))
             }
         }
         return lines.joined(separator: "\n")
@@ -78,6 +79,7 @@ enum InspectCommand {
                     ("visiblePid", holder.visiblePID.map { .integer(Int64($0)) } ?? .null),
                     ("mode", .string(holder.mode.rawValue)),
                     ("startTime", .unsigned(holder.startTime)),
+                    ("startedAt", Format.wallClock(startTicks: holder.startTime).map(JSON.string) ?? .null),
                     ("alive", .bool(holder.isAlive)),
                 ])
             })),

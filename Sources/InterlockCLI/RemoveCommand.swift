@@ -21,7 +21,7 @@ enum LockErrors {
         let prefix = "interlock \(command)"
         switch error {
         case .invalidName(let name, let reason):
-            System.printError("\(prefix): invalid lock name '\(name)': \(reason)")
+            System.printError("\(prefix): invalid lock name '\(Format.printable(name))': \(reason)")
             return .usage
         case .invalidPath(let path, let reason):
             System.printError("\(prefix): invalid lock path '\(path)': \(reason)")

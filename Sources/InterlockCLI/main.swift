@@ -3,7 +3,9 @@
 //     interlock stress [options]        hammer a lock and check its promises
 //     interlock inspect NAME [--json]   show a lock's state and holders (NAME: a name, or a path with '/')
 //     interlock remove NAME [--force]   unlink a named lock, or delete a lock file
-//     interlock hold NAME [--mode M]    hold a lock until stdin closes (test aid)
+//     interlock hold NAME [--mode M] [--timeout D]
+//                                       hold a lock until stdin closes (test aid)
+//     interlock --version               print the version
 //
 // See `Commands.swift` for every option; `interlock --help` prints them.
 
@@ -14,6 +16,10 @@ func runCommandLine(_ arguments: [String]) -> ExitStatus {
     guard let first = arguments.first else {
         System.printError("interlock: missing command (see 'interlock --help')")
         return .usage
+    }
+    if first == "--version" {
+        print("interlock \(Version.current)")
+        return .success
     }
     if ["--help", "-h", "help"].contains(first) {
         if first == "help", arguments.count > 1, let command = Commands.named(arguments[1]) {

@@ -101,11 +101,21 @@ struct ProcessForkTests {
             reader.join()
             Proc.expectChildSucceeded(second)
 
-            // A child that unlocks what it does not hold traps (misuse is loud).
+            // A child forked inside a hold: its release of the pre-fork hold is a no-op
+            // (promise 4), and the parent's hold stays…
             lock.lockExclusive()
+            let quiet = Proc.forkChild {
+                lock.unlockExclusive()
+                if lock.tryLockShared() { return "the parent's exclusive hold is gone after the child's release" }
+                return nil
+            }
+            Proc.expectChildSucceeded(quiet)
+            // …but releasing it twice, like any unlock of what the thread does not hold,
+            // traps (misuse is loud).
             let misuse = Proc.forkChild {
                 lock.unlockExclusive()
-                return "unlockExclusive() of the parent's hold returned normally in the child"
+                lock.unlockExclusive()
+                return "a second unlockExclusive() of the parent's hold returned normally in the child"
             }
             let status = Proc.reap(misuse)
             if status < 128 { Proc.fail("the misusing child exited \(status) instead of trapping") }

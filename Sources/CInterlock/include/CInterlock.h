@@ -45,79 +45,128 @@ int cinterlock_futex_wait(uint32_t *word, uint32_t expected,
 /// woken, or -errno.
 int cinterlock_futex_wake(uint32_t *word, int count, int process_shared);
 
-/// Number of per-thread fast slots for `ThreadLocal` (instances beyond this use
-/// `pthread_getspecific` alone).
-#define CINTERLOCK_THREAD_SLOTS 64
+/// Number of per-thread fast slots for `ThreadLocal` (instances beyond this many alive at
+/// once use a per-thread dictionary instead). 32 slots of 16 bytes: the same 512 bytes of
+/// static TLS as 64 bare pointers, so a library that `dlopen`s Interlock does not need more.
+#define CINTERLOCK_THREAD_SLOTS 32
 
-/// Per-thread fast slots: one pointer per `ThreadLocal` instance index, in the thread's
-/// static TLS block. In C because Swift has no `thread_local` storage; `initial-exec` so a
-/// read is one %fs-relative load, not a call to `__tls_get_addr`. Never touched directly
-/// from Swift (Swift cannot import thread-local variables): use the accessors.
-extern __thread void *_Nullable cinterlock_thread_slots[CINTERLOCK_THREAD_SLOTS]
+/// One fast slot: the cell a `ThreadLocal` made for this thread, tagged with the
+/// instance's serial number. Serial numbers are never reused, so a slot index that passed
+/// to a new instance never hands it the cell of a dead one: the cell is only dereferenced
+/// after the serial matched (see `cinterlock_thread_cell`).
+struct cinterlock_thread_slot {
+    void *_Nullable cell;
+    uint64_t serial;
+};
+
+/// Per-thread fast slots, indexed by the `ThreadLocal` instance's fast index (reused when
+/// an instance is destroyed). In C because Swift has no `thread_local` storage;
+/// `initial-exec` so a read is a %fs-relative load, not a call to `__tls_get_addr`. Never
+/// touched directly from Swift (Swift cannot import thread-local variables): use the
+/// accessors.
+extern __thread struct cinterlock_thread_slot cinterlock_thread_slots[CINTERLOCK_THREAD_SLOTS]
     __attribute__((tls_model("initial-exec")));
 
-/// The calling thread's fast slot `index` (0 ≤ index < CINTERLOCK_THREAD_SLOTS), or NULL.
-static inline void *_Nullable cinterlock_thread_slot(long index) {
-    return cinterlock_thread_slots[index];
+/// The calling thread's cell in fast slot `index` (0 ≤ index < CINTERLOCK_THREAD_SLOTS) if
+/// it was made for the instance with this `serial`, else NULL.
+static inline void *_Nullable cinterlock_thread_cell(long index, uint64_t serial) {
+    struct cinterlock_thread_slot *slot = &cinterlock_thread_slots[index];
+    return slot->serial == serial ? slot->cell : NULL;
 }
 
+/// The raw contents of the calling thread's fast slot `index` (for the thread-exit handler,
+/// which hands the cell to the registry without dereferencing it).
+static inline void *_Nullable cinterlock_thread_slot_cell(long index) { return cinterlock_thread_slots[index].cell; }
+static inline uint64_t cinterlock_thread_slot_serial(long index) { return cinterlock_thread_slots[index].serial; }
+
 /// Sets the calling thread's fast slot `index`.
-static inline void cinterlock_set_thread_slot(long index, void *_Nullable value) {
-    cinterlock_thread_slots[index] = value;
+static inline void cinterlock_set_thread_cell(long index, uint64_t serial, void *_Nullable cell) {
+    cinterlock_thread_slots[index].cell = cell;
+    cinterlock_thread_slots[index].serial = serial;
+}
+
+/// The calling thread's overflow table (an opaque Swift object, or NULL): cells of
+/// `ThreadLocal` instances that have no fast slot, keyed by serial.
+extern __thread void *_Nullable cinterlock_thread_more __attribute__((tls_model("initial-exec")));
+
+static inline void *_Nullable cinterlock_thread_overflow(void) { return cinterlock_thread_more; }
+static inline void cinterlock_set_thread_overflow(void *_Nullable table) { cinterlock_thread_more = table; }
+
+/// The thread that called `fork()`, as `pthread_self()`, recorded by the child handler
+/// in every child (0 in a process that was not forked). In a child it is the only thread
+/// that existed before the fork, so only it can release a hold taken before the fork.
+extern _Atomic(uintptr_t) cinterlock_forking_thread_storage;
+
+/// Loads the forking thread (see `cinterlock_forking_thread_storage`).
+static inline uintptr_t cinterlock_forking_thread(void) {
+    return atomic_load_explicit(&cinterlock_forking_thread_storage, memory_order_relaxed);
 }
 
 /// The shared holds of the calling thread, so that `unlockShared()` can tell whether
 /// this thread holds *this* lock in shared mode (misuse is a trap, not a silent release
 /// of another thread's share). In C for `__thread`.
 ///
-/// Invariants: `count` is the number of shared holds this thread has (on any lock);
-/// while `count <= CINTERLOCK_HELD_CAPACITY` and `overflowed == 0`, `ids[0..<count]` are
-/// exactly their lock identities (a lock held twice appears twice). Once more holds than
-/// that exist at once, `overflowed` is set and checking stops until `count` is back to 0.
-/// The fork child handler resets it: a child holds nothing.
+/// Invariants: `count` is the number of shared holds this thread has recorded (on any
+/// lock), and positions `0 ..< count` hold exactly their lock identities (a lock held
+/// twice appears twice). Position `i` is `ids[i]` below `CINTERLOCK_HELD_CAPACITY` and
+/// `more[i - CINTERLOCK_HELD_CAPACITY]` from there on: `more` is a heap array of
+/// `more_capacity` entries, grown on demand (so there is no limit but memory) and freed
+/// when the count falls to half the inline capacity (not at the capacity itself, so a
+/// thread hovering there does not allocate per hold). A thread that exits still holding
+/// more than that leaks the array — and, worse, leaves those locks held. The usual case
+/// (up to 16 holds) never touches it.
+///
+/// A lock identity is the address of a lock's per-process state (`LocalState`). A fork
+/// child keeps the forking thread's record: its entries name the parent's states, which
+/// the child never frees and never uses for new holds, so they cannot match a hold made
+/// in the child; they let the child recognise (and quietly forget) a hold taken before
+/// the fork.
 #define CINTERLOCK_HELD_CAPACITY 16
 struct cinterlock_held {
     long count;
-    long overflowed;
+    long more_capacity;
+    const void *_Nullable *_Nullable more;
     const void *_Nullable ids[CINTERLOCK_HELD_CAPACITY];
 };
 extern __thread struct cinterlock_held cinterlock_held_storage __attribute__((tls_model("initial-exec")));
+
+/// Records a hold past the inline capacity (grows `more`; aborts with a message if
+/// memory is exhausted). Out of line: only threads with more than 16 holds call it.
+void cinterlock_held_push_slow(const void *id);
+
+/// `cinterlock_held_find` for a thread with more holds than the inline capacity.
+int cinterlock_held_find_slow(const void *id, int remove);
 
 /// Records a shared hold of lock `id` by the calling thread.
 static inline void cinterlock_held_push(const void *id) {
     struct cinterlock_held *h = &cinterlock_held_storage;
     long n = h->count;
-    if (n < CINTERLOCK_HELD_CAPACITY) h->ids[n] = id; else h->overflowed = 1;
-    h->count = n + 1;
+    if (__builtin_expect(n < CINTERLOCK_HELD_CAPACITY, 1)) {
+        h->ids[n] = id;
+        h->count = n + 1;
+        return;
+    }
+    cinterlock_held_push_slow(id);
 }
 
-/// Whether the calling thread holds lock `id` in shared mode: 1 yes, 0 no, -1 unknown
-/// (more holds than the capacity). With `remove`, a found hold is forgotten.
+/// Whether the calling thread holds lock `id` in shared mode: 1 yes, 0 no. With
+/// `remove`, a found hold is forgotten (one of them, if the lock is held twice).
 static inline int cinterlock_held_find(const void *id, int remove) {
     struct cinterlock_held *h = &cinterlock_held_storage;
     long n = h->count;
     if (n <= 0) return 0;
-    if (!h->overflowed) {
-        if (h->ids[n - 1] == id) {  // the usual, last-in-first-out case
-            if (remove) h->count = n - 1;
+    if (__builtin_expect(n > CINTERLOCK_HELD_CAPACITY, 0)) return cinterlock_held_find_slow(id, remove);
+    if (h->ids[n - 1] == id) {  // the usual, last-in-first-out case
+        if (remove) h->count = n - 1;
+        return 1;
+    }
+    for (long i = n - 2; i >= 0; i--) {
+        if (h->ids[i] == id) {
+            if (remove) { h->ids[i] = h->ids[n - 1]; h->count = n - 1; }
             return 1;
         }
-        for (long i = n - 2; i >= 0; i--) {
-            if (h->ids[i] == id) {
-                if (remove) { h->ids[i] = h->ids[n - 1]; h->count = n - 1; }
-                return 1;
-            }
-        }
-        return 0;
     }
-    if (remove) {
-        for (long i = 0; i < CINTERLOCK_HELD_CAPACITY; i++) {
-            if (h->ids[i] == id) { h->ids[i] = 0; break; }
-        }
-        h->count = n - 1;
-        if (n - 1 == 0) h->overflowed = 0;
-    }
-    return -1;
+    return 0;
 }
 
 /// A CPU hint for busy-wait loops (PAUSE on x86, YIELD on arm64). In C because

@@ -43,6 +43,9 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
     /// here, 0 if not visible). Interlock's liveness is the file's byte locks, so while
     /// that lock is held no process can register and no dead holder can be told apart.
     case foreignRecordLock(name: String?, pid: Int32)
+    /// Something other than a lock segment (`found`: "a directory", "a symbolic link", …)
+    /// is at the named lock's path.
+    case notALock(name: String, path: String, found: String)
 
     /// A sentence that says what happened and what to do.
     public var description: String {
@@ -86,8 +89,11 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
             return "another program (pid \(pid == 0 ? "not visible here" : String(pid))) holds an fcntl record lock on the file of "
                 + "\(name.map { "lock \"\($0)\"" } ?? "this lock"); Interlock keeps its own byte locks there: do not lock the lock file yourself (lock another file)"
         case .unsupportedFileSystem(let path, let fileSystem):
-            return "\(path) is on \(fileSystem), a network file system whose record locks cannot tell whether a holder died; "
-                + "put the lock on a local file system (ext4, xfs, btrfs, tmpfs, overlayfs)"
+            return "\(path) is on \(fileSystem), not a local file system: its record locks cannot be trusted to tell whether a holder died; "
+                + "put the lock on a local file system (ext4, xfs, btrfs, tmpfs, overlayfs, …)"
+        case .notALock(let name, let path, let found):
+            return "\(path), the place of lock \"\(name)\", is \(found), not a lock segment; "
+                + "move it away (or choose another name) and retry"
         }
     }
 }

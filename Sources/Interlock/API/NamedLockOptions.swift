@@ -25,7 +25,19 @@ public struct NamedLockOptions: Sendable, Equatable {
     /// from 1 to 4095. Used when creating; an existing lock keeps its own. Default: 64.
     public var capacity: Int = 64
     /// How long to wait for a concurrent creator to finish initialising. Default: 2 s.
-    public var readyTimeout: Duration = .seconds(2)
+    ///
+    /// Any `Duration` is accepted: one longer than ``longestReadyTimeout`` (about 31
+    /// years, which is waiting forever) is stored as that, and a negative one as zero
+    /// (look once), so that no value can overflow the deadline it becomes.
+    public var readyTimeout: Duration = .seconds(2) {
+        didSet {
+            if readyTimeout > Self.longestReadyTimeout { readyTimeout = Self.longestReadyTimeout }
+            if readyTimeout < .zero { readyTimeout = .zero }
+        }
+    }
+
+    /// The longest ``readyTimeout`` kept as given: 10^9 seconds (about 31 years).
+    public static let longestReadyTimeout: Duration = .seconds(1_000_000_000)
 
     /// The default options: open or create, mode `0600`, capacity 64.
     public init() {}

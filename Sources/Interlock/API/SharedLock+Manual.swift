@@ -3,7 +3,9 @@ import Synchronization
 // The manual forms: lock and unlock calls for code that cannot use a closure.
 //
 // These are the unsafe way to use a `SharedLock`: nothing ties an unlock to its lock.
-// Prefer `withShared` and `withExclusive`, which cannot forget to unlock.
+// Prefer `withShared` and `withExclusive`, which cannot forget to unlock. A lock whose
+// last reference goes away while a manual hold is still taken traps (see
+// `SharedLock+Deinit.swift`).
 
 extension SharedLock {
     // MARK: Shared
@@ -15,6 +17,8 @@ extension SharedLock {
     ///   not recursive: calling this again on a thread that holds it deadlocks if a writer
     ///   is waiting. In a process scope, a process that cannot register (a full holder
     ///   table) traps; use ``lockShared(timeout:)`` to get that as an error.
+    /// - Important: Keep a reference to the lock until you release it: a `SharedLock`
+    ///   deinitialised while its process holds it traps (see ``SharedLock``).
     @inlinable @inline(__always)
     public func lockShared() {
         let state = LocalState(local.get())
@@ -68,16 +72,18 @@ extension SharedLock {
 
     /// Releases shared mode held by the calling thread.
     ///
+    /// In a `fork()` child, releasing a hold that the forking thread took before the
+    /// fork is a no-op: the child never held it, and the parent's hold is not touched.
+    ///
     /// - Warning: The manual, unsafe form. Calling it without holding shared mode, or
     ///   while holding exclusive mode, traps.
     @inlinable @inline(__always)
     public func unlockShared() {
         let state = LocalState(local.get())
-        if let segment {
-            state.checkHoldsShared()  // before touching the process-level count
-            state.leaveShared(segment)
-        }
-        state.unlockSharedThread()
+        // Forget the hold first, so that misuse traps before the process-level count moves.
+        if _slowPath(!state.forgetSharedHold()) { unlockSharedNotHeld(state); return }
+        if let segment { state.leaveShared(segment) }
+        state.releaseSharedThread()
     }
 
     // MARK: Exclusive
@@ -90,6 +96,8 @@ extension SharedLock {
     ///   on a thread that holds the lock in either mode traps. In a process scope, a
     ///   process that cannot register (a full holder table) traps; use
     ///   ``lockExclusive(timeout:)`` to get that as an error.
+    /// - Important: Keep a reference to the lock until you release it: a `SharedLock`
+    ///   deinitialised while its process holds it traps (see ``SharedLock``).
     @inlinable @inline(__always)
     public func lockExclusive() {
         let state = LocalState(local.get())
@@ -142,11 +150,18 @@ extension SharedLock {
 
     /// Releases exclusive mode held by the calling thread.
     ///
+    /// In a `fork()` child, releasing a hold that the forking thread took before the
+    /// fork is a no-op: the child never held it, and the parent's hold is not touched.
+    ///
     /// - Warning: The manual, unsafe form. Calling it on a thread that does not hold
     ///   exclusive mode traps.
     @inlinable @inline(__always)
     public func unlockExclusive() {
         let state = LocalState(local.get())
+        if _slowPath(state.owner.pointee.load(ordering: .relaxed) != currentThreadID()) {
+            unlockExclusiveNotHeld(state)
+            return
+        }
         if let segment { unlockExclusiveProcess(state, segment) }
         state.unlockExclusiveThread()
     }
@@ -154,24 +169,16 @@ extension SharedLock {
     /// The process-level half of ``unlockExclusive()``, out of line.
     @usableFromInline @inline(never)
     func unlockExclusiveProcess(_ state: LocalState, _ segment: Segment) {
-        if state.owner.pointee.load(ordering: .relaxed) != currentThreadID() {
-            misuse("unlockExclusive() on a thread that does not hold this lock in exclusive mode")
-        }
         state.leaveExclusive(segment)
     }
 
     // MARK: Helpers
 
-    /// The absolute CLOCK_MONOTONIC deadline `timeout` from now, in nanoseconds.
+    /// The absolute CLOCK_MONOTONIC deadline `timeout` from now, in nanoseconds,
+    /// saturating (see `Sys.deadline(after:)`).
     @usableFromInline
     static func deadline(after timeout: Duration) -> Int64 {
-        let (seconds, attoseconds) = timeout.components
-        let now = Sys.monotonicNanoseconds()
-        if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return now }
-        let ns = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if ns.overflow { return Int64.max }
-        let (sum, overflow) = now.addingReportingOverflow(ns.partialValue &+ attoseconds / 1_000_000_000)
-        return overflow ? Int64.max : sum
+        Sys.deadline(after: timeout)
     }
 
     /// A blocking acquisition could not register this process (a full holder table).

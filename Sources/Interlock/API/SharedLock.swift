@@ -42,6 +42,11 @@ import Synchronization
 ///   exclusive mode on the thread that holds it, asking for exclusive mode while holding
 ///   shared mode, or unlocking a mode the thread does not hold, traps with a message.
 ///   Re-acquiring shared mode on a thread that holds it deadlocks if a writer is waiting.
+///
+/// - Important: Release every manual hold (``lockShared()``, ``lockExclusive()``) before
+///   the last reference to the lock goes away. A lock deinitialised while a thread of its
+///   process holds it traps with a message naming the lock: the hold could never be
+///   released, and other processes' writers would wait until this process exits.
 public final class SharedLock: @unchecked Sendable {
     // Sendable: all mutable state is reached through atomics (`ForkLocalPointer`, the
     // state words) or through the pthread rwlock; see `LocalState` and `Segment`.
@@ -140,6 +145,7 @@ public final class SharedLock: @unchecked Sendable {
     }
 
     deinit {
+        checkNotHeldAtDeinit()
         if let p = local.currentIfOwned() {
             let state = LocalState(p)
             if let segment, state.slot >= 0 {
@@ -149,16 +155,6 @@ public final class SharedLock: @unchecked Sendable {
         }
         segment?.unmap()
         file?.release()
-    }
-
-    /// A short description of the lock for messages: its name, path or scope.
-    var label: String {
-        switch scope {
-        case .threads: return "a threads-scoped lock"
-        case .forkShared: return "a fork-shared lock"
-        case .named(let name): return "lock \"\(name)\""
-        case .path(let path): return "lock file \(path)"
-        }
     }
 
     /// Claims this process's holder-table entry now, so that a full table is reported

@@ -105,7 +105,7 @@ extension LocalState {
                 }
                 if tryOnly {
                     // Re-check for a writer every millisecond while waiting.
-                    _ = parkOnReaders(r, deadline: Sys.monotonicNanoseconds() + 1_000_000)
+                    _ = parkOnReaders(r, deadline: Sys.deadline(after: .milliseconds(1)))
                 } else if !parkOnReaders(r, deadline: deadline) {
                     return .failure(.timedOut)
                 }

@@ -35,6 +35,12 @@ extension Segment {
             return .failure(.invalidName(name, reason: "the name contains '/'; use a plain name such as \"myapp.db\" (or SharedLock(path:) for a lock file)"))
         }
         if name.utf8.contains(0) { return .failure(.invalidName(name, reason: "the name contains a NUL byte")) }
+        // Control characters (a newline, an escape) would reach `inspect` output, logs
+        // and command lines, where they can forge lines or move the cursor.
+        if let control = name.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
+            let code = String(control.value, radix: 16, uppercase: true)
+            return .failure(.invalidName(name, reason: "the name contains a control character (U+\(String(repeating: "0", count: max(0, 4 - code.count)))\(code)); use printable characters"))
+        }
         if name == "." || name == ".." { return .failure(.invalidName(name, reason: "the name is reserved")) }
         return .success("/interlock." + name)
     }
@@ -111,10 +117,24 @@ extension Segment {
     }
 
     private static func openError(_ e: Errno, call: String, name: String) -> InterlockError {
+        // Something other than a segment in the lock's place: glibc's shm_open reports a
+        // directory as EINVAL, O_NOFOLLOW a symbolic link as ELOOP. Say what is there.
+        if e == .invalid || e == .isDirectory || e == .symbolicLinkLoop {
+            let path = "/dev/shm/interlock." + name
+            if case .success(let st) = Sys.linkStatus(path, at: AT_FDCWD), st.st_mode & S_IFMT != S_IFREG {
+                let found = switch st.st_mode & S_IFMT {
+                case S_IFDIR: "a directory"
+                case S_IFLNK: "a symbolic link"
+                case S_IFIFO: "a named pipe"
+                case S_IFSOCK: "a socket"
+                default: "a device or special file"
+                }
+                return .notALock(name: name, path: path, found: found)
+            }
+        }
         if e == .accessDenied || e == .notPermitted { return .permissionDenied(name: name) }
         if e == .nameTooLong { return .invalidName(name, reason: "the name is too long for this system") }
         if e == .invalid { return .invalidName(name, reason: "the system rejected the name") }
-        if e == .isDirectory { return .invalidName(name, reason: "a directory is in the lock's place (/dev/shm/interlock.\(name))") }
         return .systemCall(call, errno: e.rawValue)
     }
 

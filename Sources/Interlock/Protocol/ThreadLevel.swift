@@ -72,16 +72,27 @@ extension LocalState {
     /// shared mode (see `cinterlock_held` in the C shim).
     @inlinable @inline(__always)
     func unlockSharedThread() {
-        if _slowPath(cinterlock_held_find(base, 1) == 0) { notHoldingShared() }
+        if _slowPath(!forgetSharedHold()) { notHoldingShared() }
+        releaseSharedThread()
+    }
+
+    /// Forgets one shared hold of this lock in the calling thread's record; false if
+    /// the thread has none (the caller decides whether that is misuse).
+    @inlinable @inline(__always)
+    func forgetSharedHold() -> Bool {
+        cinterlock_held_find(base, 1) != 0
+    }
+
+    /// Unlocks the rwlock's read side, once the hold has been forgotten.
+    @inlinable @inline(__always)
+    func releaseSharedThread() {
         let rc = pthread_rwlock_unlock(rwlock)
         if _slowPath(rc != 0) { misuse("pthread_rwlock_unlock failed (errno \(rc)) in unlockShared()") }
     }
 
-    /// Traps unless the calling thread holds this lock in shared mode (checked before a
-    /// process-scope release touches the process-level count).
-    @inlinable @inline(__always)
-    func checkHoldsShared() {
-        if _slowPath(cinterlock_held_find(base, 0) == 0) { notHoldingShared() }
+    @usableFromInline @inline(never)
+    func notHoldingExclusive() -> Never {
+        misuse("unlockExclusive() on a thread that does not hold this lock in exclusive mode")
     }
 
     @usableFromInline @inline(never)
@@ -190,9 +201,7 @@ extension LocalState {
     @inlinable @inline(__always)
     func unlockExclusiveThread() {
         let me = currentThreadID()
-        if _slowPath(owner.pointee.load(ordering: .relaxed) != me) {
-            misuse("unlockExclusive() on a thread that does not hold this lock in exclusive mode")
-        }
+        if _slowPath(owner.pointee.load(ordering: .relaxed) != me) { notHoldingExclusive() }
         owner.pointee.store(0, ordering: .relaxed)
         let wasGated = gated
         let rc = pthread_rwlock_unlock(rwlock)
