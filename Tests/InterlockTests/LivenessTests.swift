@@ -266,14 +266,23 @@ struct RecoveryEdgeTests {
         defer { TestLocks.cleanUp(name) }
         let keeper = try SharedLock(named: name)
         keeper.withShared {}
+        // Only this lock's descriptors are counted: other suites open and close files
+        // concurrently.
+        let target = "/dev/shm/interlock." + name
         func openDescriptors() -> Int {
             guard let dir = opendir("/proc/self/fd") else { return -1 }
             defer { closedir(dir) }
             var n = 0
-            while readdir(dir) != nil { n += 1 }
+            while let entry = readdir(dir) {
+                let fd = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                var buffer = [CChar](repeating: 0, count: 4097)
+                let length = readlink("/proc/self/fd/" + fd, &buffer, 4096)
+                if length > 0, String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) == target { n += 1 }
+            }
             return n
         }
         let before = openDescriptors()
+        #expect(before == 1, "one descriptor for the lock in use")
         for _ in 0..<200 {
             _ = try SharedLock.inspect(named: name)
             try SharedLock(named: name).withShared {}
