@@ -74,16 +74,17 @@ extension Segment {
         }
         // 3. Let live in-flight transitions settle.
         let settleDeadline = Sys.monotonicNanoseconds() + 2_000_000_000
+        /// A live process is stuck mid-transition (stopped?): undo the freeze, retry later.
+        func giveUp() -> Bool {
+            state.pointee.bitwiseAnd(~StateWord.recovering, ordering: .acquiringAndReleasing)
+            recoverer.pointee.store(0, ordering: .releasing)
+            Sys.futexWakeAll(state, processShared: true)
+            return false
+        }
         for i in 0..<Int32(capacity) {
             let e = entry(i)
             while e.mode.pointee.load(ordering: .acquiring) & Entry.inFlight != 0 && isLive(i) {
-                if Sys.monotonicNanoseconds() > settleDeadline {
-                    // A live process is stuck mid-transition (stopped?): undo the freeze, retry later.
-                    state.pointee.bitwiseAnd(~StateWord.recovering, ordering: .acquiringAndReleasing)
-                    recoverer.pointee.store(0, ordering: .releasing)
-                    Sys.futexWakeAll(state, processShared: true)
-                    return false
-                }
+                if Sys.monotonicNanoseconds() > settleDeadline { return giveUp() }
                 Sys.yield()
             }
         }
@@ -95,9 +96,23 @@ extension Segment {
             dead.initialize(repeating: 0)
             var shared: UInt32 = 0, waiting: UInt32 = 0, exclusive = false, reclaimed: UInt32 = 0
             for i in 0..<Int32(capacity) {
-                let mode = entry(i).mode.pointee.load(ordering: .acquiring)
+                // While the word is frozen a live entry's mode cannot change, except for a
+                // transient in-flight mark (a CAS attempt that must fail, then restores the
+                // mode). But an in-flight entry may also be a *dead* one whose byte a
+                // registering process holds for a moment (it then lets go: not idle), and
+                // its mode says nothing about whether its CAS landed. So an in-flight,
+                // locked entry is waited out here too, as in step 3.
+                // One mode load, then one liveness query, and the decision uses exactly those.
+                var mode = entry(i).mode.pointee.load(ordering: .acquiring)
+                var live = mode != Entry.idle && isLive(i)
+                while live && mode & Entry.inFlight != 0 {
+                    if Sys.monotonicNanoseconds() > settleDeadline { return giveUp() }
+                    Sys.yield()
+                    mode = entry(i).mode.pointee.load(ordering: .acquiring)
+                    live = mode != Entry.idle && isLive(i)
+                }
                 if mode == Entry.idle { continue }
-                if !isLive(i) {
+                if !live {
                     reclaimed += 1
                     dead[Int(i) / 64] |= 1 << UInt64(Int(i) % 64)
                     continue
@@ -157,22 +172,32 @@ extension Segment {
     /// no live process holds, which this process then locks.
     ///
     /// Within one process, call it under `LockFile.withTableLock` (the record lock cannot
-    /// tell two handles of one process apart); between processes the record lock is the
-    /// arbiter. An idle entry with a free byte stays idle (only a live owner makes it
-    /// non-idle), so taking its byte is enough to own it.
+    /// tell two handles of one process apart, so a live entry — perhaps another handle's —
+    /// is skipped first); between processes the record lock is the arbiter.
+    ///
+    /// The byte is taken *before* the mode is read: once this process holds it, no live
+    /// process owns the entry, and a dead owner's mode can only go from non-idle to idle
+    /// (recovery), so "idle" read now stays true. Reading the mode first would be wrong:
+    /// a live owner could acquire and die between that read and the lock, and this
+    /// process would claim an entry that still holds a dead share, hiding it from
+    /// recovery for good (the model's `REGISTER_CHECK_FIRST` trail).
     func register(pid: Int32, startTime: UInt64) -> RegisterResult {
         checkHeader()
         var dead = 0
         for i in 0..<Int32(capacity) {
             let e = entry(i)
-            let lock = liveLock(i)
-            if let lock, !lock.isExact { return .foreignLock(pid: lock.pid) }
+            if let lock = liveLock(i) {
+                if !lock.isExact { return .foreignLock(pid: lock.pid) }
+                continue  // a live owner, perhaps another handle of this process
+            }
+            guard Sys.lockByte(fd, at: Segment.entryOffset(i)) else { continue }  // another process won it
             if e.mode.pointee.load(ordering: .acquiring) != Entry.idle {
-                if lock == nil { dead += 1 }
+                // A dead holder's entry, not recovered yet: leave it to recovery. (While we
+                // held its byte a recount may have taken it for live; see `recover`.)
+                Sys.unlockByte(fd, at: Segment.entryOffset(i))
+                dead += 1
                 continue
             }
-            if lock != nil { continue }  // a live owner, perhaps another handle of this process
-            guard Sys.lockByte(fd, at: Segment.entryOffset(i)) else { continue }  // another process won it
             claim(e, pid: pid, startTime: startTime)
             return .claimed(i)
         }
