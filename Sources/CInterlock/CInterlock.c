@@ -1,6 +1,11 @@
 #define _GNU_SOURCE 1
 #include "CInterlock.h"
 
+#include <stdio.h>  // defines __GLIBC__ on glibc
+#if !defined(__linux__) || !defined(__GLIBC__)
+#error "Interlock supports Linux with glibc only (futexes shared between processes, /dev/shm, glibc's pthread_rwlock)."
+#endif
+
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -19,6 +24,16 @@
 _Atomic(uint64_t) cinterlock_fork_generation_storage = 0;
 
 _Atomic(uintptr_t) cinterlock_forking_thread_storage = 0;
+
+__thread uintptr_t cinterlock_thread_serial_storage __attribute__((tls_model("initial-exec")));
+static _Atomic(uintptr_t) cinterlock_thread_serial_counter = 0;
+
+// Lock-free and async-signal-safe (the fork child handler may be the first caller).
+uintptr_t cinterlock_thread_serial_assign(void) {
+    uintptr_t s = atomic_fetch_add_explicit(&cinterlock_thread_serial_counter, 1, memory_order_relaxed) + 1;
+    cinterlock_thread_serial_storage = s;
+    return s;
+}
 
 __thread struct cinterlock_held cinterlock_held_storage __attribute__((tls_model("initial-exec")));
 
@@ -55,9 +70,11 @@ int cinterlock_held_find_slow(const void *id, int remove) {
         if (remove) {
             *slot = *cinterlock_held_at(h, n - 1);
             h->count = n - 1;
-            // Keep the array while the count hovers near the inline capacity (no
-            // malloc per hold there); give it back once the thread holds few locks.
-            if (n - 1 <= CINTERLOCK_HELD_CAPACITY / 2 && h->more != NULL) {
+            // Give the array back as soon as every hold fits inline again: removals at
+            // or below the inline capacity never come here, so a later point would never
+            // be reached (a thread that hovers around the capacity pays a malloc per
+            // crossing, which is rare).
+            if (n - 1 <= CINTERLOCK_HELD_CAPACITY && h->more != NULL) {
                 free(h->more);
                 h->more = NULL;
                 h->more_capacity = 0;
@@ -81,7 +98,7 @@ __thread void *cinterlock_thread_more __attribute__((tls_model("initial-exec")))
 // lock states, which no hold made in the child can match (see `cinterlock_held`), and
 // they let the child release a hold taken before the fork as the no-op it is.
 static void cinterlock_atfork_child(void) {
-    atomic_store_explicit(&cinterlock_forking_thread_storage, (uintptr_t)pthread_self(), memory_order_relaxed);
+    atomic_store_explicit(&cinterlock_forking_thread_storage, cinterlock_thread_serial(), memory_order_relaxed);
     atomic_fetch_add_explicit(&cinterlock_fork_generation_storage, 1, memory_order_acq_rel);
 }
 

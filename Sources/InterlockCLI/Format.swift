@@ -71,42 +71,17 @@ enum Format {
         return out
     }
 
-    /// A process start time in clock ticks since boot (what `LockSnapshot.Holder.startTime`
-    /// holds) as a wall-clock time, ISO 8601 in UTC (`2026-12-02T14:05:03Z`): the boot
-    /// time (`btime` in /proc/stat) plus ticks ÷ `CLK_TCK`, to the second. Nil when the
-    /// boot time cannot be read or the start time is unknown (0).
-    static func wallClock(startTicks: UInt64) -> String? {
-        guard startTicks > 0, let boot = bootTime else { return nil }
-        let ticksPerSecond = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
-        var seconds = time_t(boot + Int64(startTicks / ticksPerSecond))
+    /// A process start time in seconds since the Unix epoch (what
+    /// `LockSnapshot.Holder.startTime` holds) as ISO 8601 in UTC (`2026-12-02T14:05:03Z`).
+    /// Nil when the start time is unknown (0) or out of range.
+    static func wallClock(epochSeconds: UInt64) -> String? {
+        guard epochSeconds > 0, epochSeconds < UInt64(Int32.max) * 4 else { return nil }
+        var seconds = time_t(epochSeconds)
         var parts = tm()
         guard gmtime_r(&seconds, &parts) != nil else { return nil }
         func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
             + "T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
     }
-
-    /// The boot time, seconds since the epoch (`btime` in /proc/stat).
-    static let bootTime: Int64? = {
-        guard let file = fopen("/proc/stat", "r") else { return nil }
-        defer { fclose(file) }
-        var line: UnsafeMutablePointer<CChar>? = nil
-        var capacity = 0
-        defer { free(line) }
-        while getline(&line, &capacity, file) > 0, let line {
-            let text = String(cString: line)
-            if text.hasPrefix("btime ") {
-                return Int64(text.dropFirst(6).trimmingSuffix())
-            }
-        }
-        return nil
-    }()
 }
 
-private extension Substring {
-    func trimmingSuffix() -> Substring {
-        var s = self
-        while let last = s.last, last == "\n" || last == " " { s = s.dropLast() }
-        return s
-    }
-}

@@ -40,7 +40,7 @@ enum InspectCommand {
             }
             lines.append(row(["PID", "MODE", "STARTED (UTC)", "STATUS"]))
             for holder in snapshot.holders {
-                lines.append(row([String(holder.pid), holder.mode.rawValue, Format.wallClock(startTicks: holder.startTime) ?? "unknown",
+                lines.append(row([String(holder.pid), holder.mode.rawValue, Format.wallClock(epochSeconds: holder.startTime) ?? "unknown",
                                   status(holder)]))
             }
         }
@@ -78,8 +78,8 @@ enum InspectCommand {
                     ("pid", .integer(Int64(holder.pid))),
                     ("visiblePid", holder.visiblePID.map { .integer(Int64($0)) } ?? .null),
                     ("mode", .string(holder.mode.rawValue)),
-                    ("startTime", .unsigned(holder.startTime)),
-                    ("startedAt", Format.wallClock(startTicks: holder.startTime).map(JSON.string) ?? .null),
+                    ("startTime", .unsigned(holder.startTime)),  // seconds since the epoch
+                    ("startedAt", Format.wallClock(epochSeconds: holder.startTime).map(JSON.string) ?? .null),
                     ("alive", .bool(holder.isAlive)),
                 ])
             })),

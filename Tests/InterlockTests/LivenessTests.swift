@@ -53,6 +53,9 @@ struct LivenessTests {
         let snapshot = try SharedLock.inspect(named: name)
         #expect(snapshot.holders.contains { $0.mode == .exclusive && $0.isAlive }, "\(snapshot)")
         #expect(snapshot.recoveries == 0 && !snapshot.previousHolderDied, "\(snapshot)")
+        // Its start time is wall-clock time, right even from another time namespace.
+        let started = snapshot.holders.first { $0.mode == .exclusive }.map { Int64($0.startTime) } ?? 0
+        #expect(abs(started - Int64(time(nil))) < 120, "start time \(started), now \(time(nil))")
 
         // The holder releases cleanly (the old release trapped: its bit had been taken),
         // and only then does the waiter get in — told of no death.
@@ -319,5 +322,35 @@ struct RecoveryEdgeTests {
                 Proc.fail("expected foreignRecordLock(\(path), \(foreign)), got \(String(describing: error))")
             }
         }
+    }
+}
+
+@Suite("Thread identity", .timeLimit(.minutes(1)))
+struct ThreadIdentityTests {
+    /// Runs `body(lock)` on a new thread and joins it. glibc reuses the stack, and with it
+    /// the `pthread_self()` value, of a joined thread for the next one.
+    static func onNewThread(_ lock: SharedLock, _ body: @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?) -> pthread_t {
+        var thread = pthread_t()
+        _ = pthread_create(&thread, nil, body, Unmanaged.passUnretained(lock).toOpaque())
+        _ = pthread_join(thread, nil)
+        return thread
+    }
+
+    @Test("a thread that exited holding exclusive mode does not let its successor release it")
+    func successorCannotRelease() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let lock = SharedLock()
+            let first = ThreadIdentityTests.onNewThread(lock) { p in
+                Unmanaged<SharedLock>.fromOpaque(p!).takeUnretainedValue().lockExclusive()
+                return nil
+            }
+            let second = ThreadIdentityTests.onNewThread(lock) { p in
+                Unmanaged<SharedLock>.fromOpaque(p!).takeUnretainedValue().unlockExclusive()
+                return nil
+            }
+            Proc.writeError("same pthread_t: \(first == second)")
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.contains("does not hold this lock in exclusive mode"), "\(stderr)")
     }
 }

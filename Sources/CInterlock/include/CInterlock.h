@@ -97,6 +97,21 @@ static inline void cinterlock_set_thread_overflow(void *_Nullable table) { cinte
 /// that existed before the fork, so only it can release a hold taken before the fork.
 extern _Atomic(uintptr_t) cinterlock_forking_thread_storage;
 
+/// The calling thread's serial: a number no other thread of this process has had or
+/// will have (unlike `pthread_self()`, which glibc gives to the next thread once a
+/// thread exits — a thread that exited holding a lock must not let its successor
+/// release it). Assigned on first use from a process-wide counter; a fork child's
+/// thread keeps the serial of the parent thread that forked.
+extern __thread uintptr_t cinterlock_thread_serial_storage __attribute__((tls_model("initial-exec")));
+uintptr_t cinterlock_thread_serial_assign(void);
+
+/// The calling thread's serial (see `cinterlock_thread_serial_storage`), never 0.
+static inline uintptr_t cinterlock_thread_serial(void) {
+    uintptr_t s = cinterlock_thread_serial_storage;
+    if (__builtin_expect(s == 0, 0)) s = cinterlock_thread_serial_assign();
+    return s;
+}
+
 /// Loads the forking thread (see `cinterlock_forking_thread_storage`).
 static inline uintptr_t cinterlock_forking_thread(void) {
     return atomic_load_explicit(&cinterlock_forking_thread_storage, memory_order_relaxed);
@@ -111,9 +126,8 @@ static inline uintptr_t cinterlock_forking_thread(void) {
 /// twice appears twice). Position `i` is `ids[i]` below `CINTERLOCK_HELD_CAPACITY` and
 /// `more[i - CINTERLOCK_HELD_CAPACITY]` from there on: `more` is a heap array of
 /// `more_capacity` entries, grown on demand (so there is no limit but memory) and freed
-/// when the count falls to half the inline capacity (not at the capacity itself, so a
-/// thread hovering there does not allocate per hold). A thread that exits still holding
-/// more than that leaks the array — and, worse, leaves those locks held. The usual case
+/// as soon as the count is back within the inline capacity. A thread that exits still
+/// holding more than that leaks the array — and, worse, leaves those locks held. The usual case
 /// (up to 16 holds) never touches it.
 ///
 /// A lock identity is the address of a lock's per-process state (`LocalState`). A fork

@@ -39,8 +39,9 @@ public struct LockSnapshot: Sendable, Equatable {
         /// its liveness lock: nil if it is dead, 0 if it runs in a pid namespace the
         /// inspecting process cannot see.
         public var visiblePID: Int32?
-        /// Its start time in clock ticks since boot (field 22 of `/proc/PID/stat`), as it
-        /// read it itself; 0 if unknown. Information only: liveness is not judged by it.
+        /// When it started, in seconds since the Unix epoch (UTC), as it computed it itself
+        /// (right in any time namespace); 0 if unknown. Information only: liveness is not
+        /// judged by it.
         public var startTime: UInt64
         /// What it holds or waits for.
         public var mode: HolderMode

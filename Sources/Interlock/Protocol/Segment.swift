@@ -159,7 +159,7 @@ struct Segment: @unchecked Sendable {
 /// ```
 ///  0  owner      Atomic<UInt32>  the owner's pid in its own pid namespace, 0 if free (information)
 ///  4  mode       Atomic<UInt32>  `Entry.idle/shared/exclusive/waiting`, plus `inFlight`
-///  8  startTime  Atomic<UInt64>  the owner's start time in clock ticks since boot (information)
+///  8  startTime  Atomic<UInt64>  the owner's start, seconds since the Unix epoch (information)
 /// 16  epoch      Atomic<UInt32>  +1 each time a process claims the entry
 /// ```
 /// Rules: the entry belongs to the process holding its liveness byte lock (see

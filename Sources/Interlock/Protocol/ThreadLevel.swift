@@ -243,12 +243,10 @@ func misuse(_ message: String, file: StaticString = #fileID, line: UInt = #line)
     fatalError("Interlock misuse: \(message)", file: file, line: line)
 }
 
-/// An identifier of the calling thread (`pthread_self()`), never 0.
+/// An identifier of the calling thread, never 0 and never reused within the process
+/// (`cinterlock_thread_serial`): `pthread_self()` is handed to the next thread once one
+/// exits, which would let a new thread pass for a dead holder.
 @inlinable @inline(__always)
 func currentThreadID() -> UInt {
-    #if os(Linux)
-    return UInt(pthread_self())
-    #else
-    return UInt(bitPattern: pthread_self())
-    #endif
+    UInt(cinterlock_thread_serial())
 }

@@ -72,8 +72,17 @@ enum ProcessIdentity {
         }
     }
 
-    /// The start time of the calling process.
+    /// When the calling process started, in seconds since the Unix epoch (UTC), 0 if
+    /// unknown. Computed here, in the process's own namespaces: its start in clock ticks
+    /// since boot (/proc/self/stat) is on this time namespace's boot clock, so it is
+    /// turned into wall-clock time with this namespace's `CLOCK_BOOTTIME` — a process in
+    /// another time namespace records the same instant a host process would.
     static func currentStartTime() -> UInt64 {
-        status(of: getpid())?.startTime ?? 0
+        guard let ticks = status(of: getpid())?.startTime, ticks > 0 else { return 0 }
+        var boot = timespec(), real = timespec()
+        guard clock_gettime(CLOCK_BOOTTIME, &boot) == 0, clock_gettime(CLOCK_REALTIME, &real) == 0 else { return 0 }
+        let perSecond = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+        let started = Int64(real.tv_sec) - Int64(boot.tv_sec) + Int64(ticks / perSecond)
+        return started > 0 ? UInt64(started) : 0
     }
 }
