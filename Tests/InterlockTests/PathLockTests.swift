@@ -140,6 +140,7 @@ struct PathLockTests {
     @Test("invalid paths are errors", arguments: [
         ("", "empty"), ("/tmp/", "ends with"), ("/nonexistent-interlock-dir/x.lock", "does not exist"),
         ("/tmp/a\nb.lock", "control"), ("/tmp/..", "must name a file"), ("/etc/passwd/x.lock", "not a directory"),
+        ("/tmp/evil\u{202E}kcol.txt", "invisible"), ("/tmp/a\u{2028}b.lock", "invisible"),
     ])
     func invalidPaths(path: String, mentions: String) {
         let error = TestLocks.error { _ = try SharedLock(path: path) }
@@ -149,6 +150,30 @@ struct PathLockTests {
         }
         #expect(reported == path)
         #expect(reason.contains(mentions), "\(reason)")
+    }
+
+    @Test("invisible formatting characters are refused in names too")
+    func invisibleCharactersInNames() {
+        for name in ["evil\u{202E}txt", "a\u{200B}b", "a\u{2029}b", "\u{FEFF}bom"] {
+            guard case .invalidName(_, let reason)? = TestLocks.error(of: { _ = try SharedLock(named: name) }) else {
+                Issue.record("\(name.unicodeScalars.map { $0.value }): expected invalidName")
+                continue
+            }
+            #expect(reason.contains("invisible"), "\(reason)")
+        }
+    }
+
+    @Test("a file on a file system that is not a local one is refused before waiting for a creator")
+    func notALocalFileSystem() {
+        var options = NamedLockOptions()
+        options.creation = .openOnly
+        options.allowInsecurePermissions = true
+        let error = TestLocks.error { _ = try SharedLock(path: "/proc/self/mem", options: options) }
+        guard case .unsupportedFileSystem(let path, _)? = error else {
+            Issue.record("expected unsupportedFileSystem, got \(String(describing: error))")
+            return
+        }
+        #expect(path == "/proc/self/mem")  // (it used to wait out readyTimeout, then say notReady)
     }
 
     @Test("a directory others can write without the sticky bit is refused unless allowed")

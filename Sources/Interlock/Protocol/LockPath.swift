@@ -32,7 +32,7 @@ extension Segment {
                 return invalid("the path is \(path.utf8.count) bytes long; the limit is \(maximumPathLength)")
             }
             if path.utf8.contains(0) { return invalid("the path contains a NUL byte") }
-            if path.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return invalid("the path contains a control character") }
+            if let reason = unprintable(path) { return invalid("the path \(reason)") }
             let bytes = Array(path.utf8)
             guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else {
                 return .success(LockPath(path: path, directory: ".", fileName: path))

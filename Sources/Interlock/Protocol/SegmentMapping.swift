@@ -35,14 +35,26 @@ extension Segment {
             return .failure(.invalidName(name, reason: "the name contains '/'; use a plain name such as \"myapp.db\" (or SharedLock(path:) for a lock file)"))
         }
         if name.utf8.contains(0) { return .failure(.invalidName(name, reason: "the name contains a NUL byte")) }
-        // Control characters (a newline, an escape) would reach `inspect` output, logs
-        // and command lines, where they can forge lines or move the cursor.
-        if let control = name.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
-            let code = String(control.value, radix: 16, uppercase: true)
-            return .failure(.invalidName(name, reason: "the name contains a control character (U+\(String(repeating: "0", count: max(0, 4 - code.count)))\(code)); use printable characters"))
-        }
+        if let reason = unprintable(name) { return .failure(.invalidName(name, reason: "the name \(reason)")) }
         if name == "." || name == ".." { return .failure(.invalidName(name, reason: "the name is reserved")) }
         return .success("/interlock." + name)
+    }
+
+    /// Why a name or path would be unsafe to print, or nil. Control characters (a
+    /// newline, an escape) and invisible format characters (a right-to-left override,
+    /// zero-width or line and paragraph separators) would reach `inspect` output, logs and
+    /// command lines, where they can forge lines, move the cursor or disguise a name.
+    static func unprintable(_ text: String) -> String? {
+        let bad = text.unicodeScalars.first { scalar in
+            switch scalar.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator: return true
+            default: return false
+            }
+        }
+        guard let bad else { return nil }
+        let code = String(bad.value, radix: 16, uppercase: true)
+        let kind = bad.properties.generalCategory == .control ? "a control character" : "an invisible formatting character"
+        return "contains \(kind) (U+\(String(repeating: "0", count: max(0, 4 - code.count)))\(code)); use printable characters"
     }
 
     static func checkCapacity(_ capacity: Int) -> InterlockError? {
@@ -195,8 +207,14 @@ extension Segment {
             case .success(let s): st = s
             }
             if st.st_mode & S_IFMT != S_IFREG {
+                if !label.contains("/") {  // a named lock: say what is in its place
+                    return .failure(.notALock(name: label, path: "/dev/shm/interlock." + label,
+                                              found: st.st_mode & S_IFMT == S_IFIFO ? "a named pipe" : "a special file"))
+                }
                 return .failure(.incompatibleSegment(name: label, reason: "it is not a regular file"))
             }
+            // Before any wait: a file on a file system we refuse is refused at once.
+            if let error = checkFileSystem(file.fd, label: label) { return .failure(error) }
             if st.st_size > 0 { break }
             if Sys.monotonicNanoseconds() >= deadline { return .failure(.notReady(name: label)) }
             var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
@@ -211,7 +229,6 @@ extension Segment {
                 && !(options.shareWithGroup && Sys.isMember(ofGroup: st.st_gid))
             if othersWrite || groupWrite || foreignOwner { return .failure(.insecureSegment(name: label, mode: permissions)) }
         }
-        if let error = checkFileSystem(file.fd, label: label) { return .failure(error) }
         guard st.st_size >= headerSize, st.st_size <= Int64(byteCount(capacity: StateWord.maximumCapacity)) else {
             return .failure(.incompatibleSegment(name: label, reason: "it is \(st.st_size) bytes; a lock is a header (\(headerSize) bytes) plus its table, at most \(byteCount(capacity: StateWord.maximumCapacity)) bytes"))
         }
