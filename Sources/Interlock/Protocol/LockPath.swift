@@ -159,9 +159,11 @@ extension Segment {
     }
 
     /// Whether a file is an Interlock lock, or one its creator did not finish: empty (not
-    /// sized yet), or of a lock's size (whole pages, at most the largest lock with the
-    /// largest shared value, `maximumSize`) with the magic number or, before
-    /// publication, a zero header. Anything else is somebody's data.
+    /// sized yet), or of a lock's size (whole pages) with the magic number (at most the
+    /// largest lock with the largest shared value, `maximumSize`) or, before publication,
+    /// a zero header (at most the largest lock *without* a value: a zero-filled file of
+    /// other data, say a disk image, can be of any larger size, so a half-made lock with a
+    /// large value is left for the user to delete). Anything else is somebody's data.
     private static func isLockFile(_ fd: Int32, size: Int) -> Bool {
         if size == 0 { return true }
         guard size % Sys.pageSize == 0, size <= maximumSize else { return false }
@@ -169,7 +171,8 @@ extension Segment {
         let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, headerSize, 0) }
         guard n == headerSize else { return false }
         let head = header.withUnsafeBytes { $0.load(as: UInt64.self) }
-        return head == magic || header.allSatisfy { $0 == 0 }
+        if head == magic { return true }
+        return size <= byteCount(capacity: StateWord.maximumCapacity) && header.allSatisfy { $0 == 0 }
     }
 
     /// Unlinks the lock file at `path` — only if it is a regular file that is an Interlock
