@@ -214,4 +214,54 @@ struct SharedValueProcessTests {
             exit(0)
         }
     }
+
+    /// Threads scope: a child forked while another parent thread was writing the array
+    /// tells its first writer (`previousWriterDied`), once.
+    @Test func threadsScopeArrayTornByForkIsReported() async {
+        await #expect(processExitsWith: .success) {
+            alarm(30)
+            let array = try! SharedLockedArray<Int>(count: 8, repeating: 0)
+            let gate = Counters(2)
+            let writer = TestThread {
+                array.withExclusive { w, _ in
+                    w[0] = 1  // torn: w[1] not yet
+                    gate.set(0, 1)
+                    _ = gate.wait(for: releaseLimit) { $0[1] == 1 }
+                    w[1] = 1
+                }
+            }
+            if !gate.wait(until: { $0[0] == 1 }) { finish(1, "the writer never started") }
+            let status = forkAndWait {
+                let first = array.withExclusive { w, died in died && w[0] == 1 && w[1] == 0 }
+                let second = array.withExclusive { _, died in died }
+                return first && !second ? 0 : 1
+            }
+            gate.set(1, 1)
+            writer.join()
+            if array.withExclusive({ _, died in died }) { finish(1, "the parent was told of a death") }
+            finish(status, "the child's first writer was not told exactly once")
+        }
+    }
+
+    /// A fork child that returns from the closure its parent was running in `withExclusive`
+    /// does not commit: only the parent could, and this parent's closure throws.
+    @Test func forkInsideAProcessScopedWriteCommitsOnlyInTheParent() async {
+        await #expect(processExitsWith: .success) {
+            struct Abandon: Error {}
+            alarm(30)
+            let value = try! SharedLocked.forkShared(0)
+            var pid: pid_t = -1
+            do {
+                try value.withExclusive { v in
+                    v = 5
+                    pid = fork()
+                    if pid == 0 { v = 7; return }  // the child returns from the closure
+                    if Proc.reap(pid) != 0 { finish(1, "the child failed") }
+                    throw Abandon()  // the parent commits nothing
+                }
+            } catch {}
+            if pid == 0 { _exit(0) }
+            finish(value.withShared { $0 } == 0 ? 0 : 1, "the value is \(value.withShared { $0 }): the child committed")
+        }
+    }
 }

@@ -28,6 +28,10 @@ import Synchronization
 /// In the threads scope the closure writes the value in place, and a throwing closure's
 /// changes stay.
 ///
+/// - Warning: Do not `fork()` inside ``withExclusive(_:)`` of a process-scoped value: the
+///   child resumes inside the parent's hold, and what it writes before the closure returns
+///   lands in the copy the parent is writing (the child never commits it).
+///
 /// **After `fork()` (threads scope).** The child gets a copy of the value and a free lock. If another
 /// thread of the parent was inside ``withExclusive(_:)`` at the instant of the fork, the
 /// copy may be half-written (a `Dictionary` caught mid-resize is corrupt memory, not a

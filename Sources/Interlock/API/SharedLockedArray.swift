@@ -91,8 +91,8 @@ public final class SharedLockedArray<Element: BitwiseCopyable> {
         count: Int, repeating element: Element, mode: SharedValueMode = .crashAtomic, capacity: Int = 64
     ) throws(InterlockError) -> SharedLockedArray {
         let value = try initial(count: count, element, mode: mode, tag: 0)
-        return try SharedLockedArray(
-            lock: SharedLock.withValue(.forkShared, capacity: capacity, options: NamedLockOptions(), value: value), mode: mode)
+        return SharedLockedArray(
+            lock: try SharedLock.withValue(.forkShared, capacity: capacity, options: NamedLockOptions(), value: value), mode: mode)
     }
 
     /// Opens or creates the named lock `name` with `count` elements in its segment,
@@ -117,7 +117,7 @@ public final class SharedLockedArray<Element: BitwiseCopyable> {
         options: NamedLockOptions = NamedLockOptions()
     ) throws(InterlockError) {
         let value = try Self.initial(count: count, element, mode: mode, tag: options.layoutTag)
-        try self.init(lock: SharedLock.withValue(.named(name), capacity: options.capacity, options: options, value: value), mode: mode)
+        self.init(lock: try SharedLock.withValue(.named(name), capacity: options.capacity, options: options, value: value), mode: mode)
     }
 
     /// Opens or creates the lock file at `path` with `count` elements in it, shared by
@@ -140,10 +140,10 @@ public final class SharedLockedArray<Element: BitwiseCopyable> {
         options: NamedLockOptions = NamedLockOptions()
     ) throws(InterlockError) {
         let value = try Self.initial(count: count, element, mode: mode, tag: options.layoutTag)
-        try self.init(lock: SharedLock.withValue(.path(path), capacity: options.capacity, options: options, value: value), mode: mode)
+        self.init(lock: try SharedLock.withValue(.path(path), capacity: options.capacity, options: options, value: value), mode: mode)
     }
 
-    private convenience init(lock: SharedLock, mode: SharedValueMode) throws(InterlockError) {
+    private convenience init(lock: SharedLock, mode: SharedValueMode) {
         guard let value = lock.segment?.value else { preconditionFailure("Interlock: a process-scoped array without a value region") }
         self.init(lock: lock, region: value.region, count: value.layout.count, mode: mode, owned: nil)
     }

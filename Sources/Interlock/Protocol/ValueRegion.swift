@@ -103,7 +103,8 @@ struct ValueLayout: Equatable {
 ///   closure on that one, and on normal return publishes it with one release store of
 ///   `committed`. A writer killed at any instruction before that store leaves the
 ///   committed copy untouched; one killed after it has committed. A closure that throws
-///   commits nothing.
+///   commits nothing, and neither does a `fork()` child that returns from a closure its
+///   parent was running (the hold is the parent's).
 /// With one copy (in place) the closure writes the only copy, and a writer's death may
 /// leave it torn; the next writer is told (`previousHolderDied`).
 ///
@@ -146,8 +147,13 @@ struct ValueRegion: @unchecked Sendable {
         let current = Int(committed.pointee.load(ordering: .relaxed) & 1)
         let source = first + current * copyStride, target = first + (1 - current) * copyStride
         target.copyMemory(from: source, byteCount: valueSize)
+        let generation = Fork.currentGeneration
         let result = try body(target.assumingMemoryBound(to: T.self))
-        committed.pointee.store(UInt32(1 - current), ordering: .releasing)
+        // A fork child that resumed inside its parent's hold (`body` forked) returns here
+        // too: the hold and the copy are the parent's, so only the parent commits.
+        if _fastPath(Fork.currentGeneration == generation) {
+            committed.pointee.store(UInt32(1 - current), ordering: .releasing)
+        }
         return result
     }
 }
