@@ -204,6 +204,24 @@ if any(n.startswith("Uncontended.") for n in results):
     print("fcntl OFD lock time ÷ ours (how many times faster ours is):\n")
     table(["lock", "shared", "exclusive"], rows)
 
+    # Shared data in a named SharedLocked, beside the named lock's own pairs.
+    read_ns, pair_read = per_op("Uncontended.shared.SharedLocked-named-Int"), per_op("Uncontended.shared.SharedLock-named")
+    inc_ns, pair_inc = per_op("Uncontended.exclusive.SharedLocked-named-64B"), per_op("Uncontended.exclusive.SharedLock-named")
+    if read_ns is not None or inc_ns is not None:
+        print("Shared data in a named SharedLocked (ns per operation, median; ratio to the named lock's own pair):\n")
+        table(["operation", "ns", "named lock pair ns", "÷ pair"], [
+            ["withShared read of an Int", fmt(read_ns), fmt(pair_read), fmt_ratio(ratio(read_ns, pair_read))],
+            ["crash-atomic withExclusive increment of a 64-byte struct", fmt(inc_ns), fmt(pair_inc), fmt_ratio(ratio(inc_ns, pair_inc))],
+        ])
+        r = ratio(read_ns, pair_read)
+        target("SharedLocked named read of an Int ≤ 1.2× the named shared pair", fmt_ratio(r), None if r is None else r <= 1.2)
+        r = ratio(inc_ns, pair_inc)
+        target("SharedLocked named crash-atomic 64-byte increment ≤ 2× the named exclusive pair", fmt_ratio(r), None if r is None else r <= 2.0)
+        for bench in ("Uncontended.shared.SharedLocked-named-Int", "Uncontended.exclusive.SharedLocked-named-64B"):
+            m = get(bench, "malloc", "p90")
+            if m is not None:
+                target(f"{bench.split('.', 2)[2]}: zero mallocs per operation", f"{m:.0f} per 1,000 (p90)", m < 10)
+
     for mode in ("shared", "exclusive"):
         base = per_op(f"Uncontended.{mode}.pthread-default")
         r = ratio(per_op(f"Uncontended.{mode}.SharedLock-threads"), base)
