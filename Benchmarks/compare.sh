@@ -5,8 +5,9 @@
 # Usage: Benchmarks/compare.sh [--quick] [--from FILE] [--save FILE] [GROUP...]
 #   GROUP        uncontended | contended | flood | local | python   (default: all five)
 #                python: Python's multiprocessing_utils.local and fasteners' reader-writer file
-#                lock (pip install multiprocessing-utils fasteners), timed in the same run and
-#                compared with our ThreadLocal/ProcessLocal reads and named-lock pairs
+#                lock (pip install multiprocessing-utils fasteners) and multiprocessing.Value, timed in
+#                the same run and compared with our ThreadLocal/ProcessLocal reads, named-lock pairs
+#                and named SharedLocked read/increment
 #   --quick      short runs (~0.3 s per benchmark instead of ~1 s): noisier, for CI and smoke tests
 #   --from FILE  do not run: parse the markdown a previous run saved
 #   --save FILE  where to keep this run's raw output (default: Benchmarks/.build/compare-last.md)
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
         --check-mallocs) check_mallocs=1 ;;
         --if-recorded) if_recorded=1 ;;
         uncontended|contended|flood|local|python) groups+=("$1") ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -84,7 +85,7 @@ python_json="{}"
 if [ "$python_baselines" = 1 ] && [ -z "$from" ]; then
     python_json="$(python3 "$root/Benchmarks/python_baselines.py" 2>/dev/null || echo '{}')"
     # The comparisons need our side too.
-    case " $prefixes " in *" Uncontended. "*) ;; *) filter="${filter:+$filter|}^Uncontended\\..*SharedLock-named"; prefixes="$prefixes Uncontended." ;; esac
+    case " $prefixes " in *" Uncontended. "*) ;; *) filter="${filter:+$filter|}^Uncontended\\..*SharedLock(ed)?-named"; prefixes="$prefixes Uncontended." ;; esac
     case " $prefixes " in *" Local. "*) ;; *) filter="${filter:+$filter|}^Local\\..*"; prefixes="$prefixes Local." ;; esac
 fi
 
@@ -309,12 +310,16 @@ if python:
         ("multiprocessing_utils.local read", "Local.ProcessLocal", "ProcessLocal.value"),
         ("fasteners read lock pair", "Uncontended.shared.SharedLock-named", "SharedLock(named:) shared pair"),
         ("fasteners write lock pair", "Uncontended.exclusive.SharedLock-named", "SharedLock(named:) exclusive pair"),
+        ("multiprocessing.Value locked read", "Uncontended.shared.SharedLocked-named-Int", "SharedLocked(named:) Int read"),
+        ("multiprocessing.Value locked increment", "Uncontended.exclusive.SharedLocked-named-64B", "SharedLocked(named:) 64-byte increment"),
     ):
         if theirs not in python:
             continue
         ns = per_op(ours_bench)
         r = ratio(python[theirs], ns)
         rows.append([theirs, fmt(python[theirs]), ours_label, fmt(ns, 2), fmt_ratio(r)])
+        if theirs.startswith("multiprocessing.Value"):
+            target(f"{ours_label} ≥ 20× faster than {theirs}", fmt_ratio(r), None if r is None else r >= 20)
         if theirs.startswith("multiprocessing_utils"):
             target(f"{ours_label} ≥ 400× faster than multiprocessing_utils.local", fmt_ratio(r), None if r is None else r >= 400)
     table(["Python", "ns", "Interlock", "ns", "Python ÷ ours"], rows)
