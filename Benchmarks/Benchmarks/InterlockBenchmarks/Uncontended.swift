@@ -75,14 +75,14 @@ func registerUncontended() {
     }, setup: { try closureForm.setUp() }, teardown: { try closureForm.tearDown() })
 
     // Shared data in a named segment (issue 11).
-    let namedInt = Fixture({ try SharedLocked(named: uniqueLockName("value-int"), initialValue: 0) }, undo: removeIfNamed)
+    let namedInt = Fixture({ try SharedLocked(named: uniqueLockName("value-int"), initialValue: 0) }, undo: removeIfNamedValue)
     Benchmark("Uncontended.shared.SharedLocked-named-Int", configuration: configuration, closure: { benchmark in
         let value = namedInt.current
         for _ in benchmark.scaledIterations {
             blackHole(value.withShared { $0 })
         }
     }, setup: { try namedInt.setUp() }, teardown: { try namedInt.tearDown() })
-    let namedBlock = Fixture({ try SharedLocked(named: uniqueLockName("value-64B"), initialValue: Block64()) }, undo: removeIfNamed)
+    let namedBlock = Fixture({ try SharedLocked(named: uniqueLockName("value-64B"), initialValue: Block64()) }, undo: removeIfNamedValue)
     Benchmark("Uncontended.exclusive.SharedLocked-named-64B", configuration: configuration, closure: { benchmark in
         let value = namedBlock.current
         for _ in benchmark.scaledIterations {
