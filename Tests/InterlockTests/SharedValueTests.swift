@@ -62,6 +62,24 @@ struct SharedValueTests {
         #expect(throws: InterlockError.notFound(name: path)) { try SharedLock.inspect(path: path) }
     }
 
+    @Test func pathValueOfAStruct() throws {
+        let path = "/tmp/interlock-test-\(getpid())-\(TestLocks.uniqueName("s")).lock"
+        defer { try? SharedLock.remove(path: path, force: true) }
+        do {
+            let value = try SharedLocked(path: path, initialValue: Pair(a: 1, b: 2))
+            #expect(value.scope == .path(path))
+            value.withExclusive { $0.a += 10 }
+            #expect(value.snapshot()?.capacity == 64)
+        }
+        var tagged = NamedLockOptions()
+        tagged.layoutTag = 3
+        let error = TestLocks.error { _ = try SharedLocked(path: path, initialValue: Pair(a: 0, b: 0), options: tagged) }
+        guard case .incompatibleSegment(_, let why)? = error else { Issue.record("got \(String(describing: error))"); return }
+        #expect(why.contains("layout tag is 0 but this program expects 3"))
+        let again = try SharedLocked(path: path, initialValue: Pair(a: 0, b: 0))
+        #expect(again.withShared { $0 } == Pair(a: 11, b: 2))
+    }
+
     @Test func inlineArrayValue() throws {
         let name = TestLocks.uniqueName("inline")
         defer { TestLocks.cleanUp(name) }
