@@ -264,4 +264,29 @@ struct SharedValueProcessTests {
             finish(value.withShared { $0 } == 0 ? 0 : 1, "the value is \(value.withShared { $0 }): the child committed")
         }
     }
+
+    /// Making and dropping shared values in every scope, and failed opens (another
+    /// layout), leak no descriptor. (An exit test: it counts the process's descriptors.)
+    @Test func noDescriptorLeak() async {
+        let name = TestLocks.uniqueName("value-fds")
+        defer { TestLocks.cleanUp(name) }
+        await #expect(processExitsWith: .success) { [name = name as String] in
+            let path = "/tmp/interlock-test-\(getpid())-fds.lock"
+            defer { try? SharedLock.remove(path: path, force: true) }
+            let keeper = try! SharedLocked(named: name, initialValue: 1)
+            let before = openDescriptorCount()
+            for _ in 0..<100 {
+                try! SharedLocked.forkShared(2).withExclusive { $0 += 1 }
+                try! SharedLocked(named: name, initialValue: 0).withExclusive { $0 += 1 }
+                _ = try? SharedLocked<Int32>(named: name, initialValue: 0)  // incompatible
+                try! SharedLockedArray<UInt8>(path: path, count: 10, repeating: 0).withExclusive { v, _ in v[0] &+= 1 }
+                _ = try? SharedLockedArray<UInt8>(path: path, count: 11, repeating: 0)  // incompatible
+                _ = try! SharedLockedArray<UInt8>(count: 10, repeating: 0)
+            }
+            let after = openDescriptorCount()
+            if after != before { Proc.fail("descriptors grew from \(before) to \(after)") }
+            if keeper.withShared({ $0 }) != 101 { Proc.fail("the value is \(keeper.withShared { $0 })") }
+            exit(0)
+        }
+    }
 }
