@@ -272,7 +272,6 @@ struct SharedValueProcessTests {
         defer { TestLocks.cleanUp(name) }
         await #expect(processExitsWith: .success) { [name = name as String] in
             let path = "/tmp/interlock-test-\(getpid())-fds.lock"
-            defer { try? SharedLock.remove(path: path, force: true) }
             let keeper = try! SharedLocked(named: name, initialValue: 1)
             let before = openDescriptorCount()
             for _ in 0..<100 {
@@ -285,6 +284,7 @@ struct SharedValueProcessTests {
             }
             let after = openDescriptorCount()
             if after != before { Proc.fail("descriptors grew from \(before) to \(after)") }
+            try? SharedLock.remove(path: path, force: true)  // before exit: `exit` runs no `defer`
             if keeper.withShared({ $0 }) != 101 { Proc.fail("the value is \(keeper.withShared { $0 })") }
             exit(0)
         }
