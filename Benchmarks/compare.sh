@@ -5,8 +5,9 @@
 # Usage: Benchmarks/compare.sh [--quick] [--from FILE] [--save FILE] [GROUP...]
 #   GROUP        uncontended | contended | flood | local | python   (default: all five)
 #                python: Python's multiprocessing_utils.local and fasteners' reader-writer file
-#                lock (pip install multiprocessing-utils fasteners), timed in the same run and
-#                compared with our ThreadLocal/ProcessLocal reads and named-lock pairs
+#                lock (pip install multiprocessing-utils fasteners) and multiprocessing.Value, timed in
+#                the same run and compared with our ThreadLocal/ProcessLocal reads, named-lock pairs
+#                and named SharedLocked read/increment
 #   --quick      short runs (~0.3 s per benchmark instead of ~1 s): noisier, for CI and smoke tests
 #   --from FILE  do not run: parse the markdown a previous run saved
 #   --save FILE  where to keep this run's raw output (default: Benchmarks/.build/compare-last.md)
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
         --check-mallocs) check_mallocs=1 ;;
         --if-recorded) if_recorded=1 ;;
         uncontended|contended|flood|local|python) groups+=("$1") ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -84,7 +85,7 @@ python_json="{}"
 if [ "$python_baselines" = 1 ] && [ -z "$from" ]; then
     python_json="$(python3 "$root/Benchmarks/python_baselines.py" 2>/dev/null || echo '{}')"
     # The comparisons need our side too.
-    case " $prefixes " in *" Uncontended. "*) ;; *) filter="${filter:+$filter|}^Uncontended\\..*SharedLock-named"; prefixes="$prefixes Uncontended." ;; esac
+    case " $prefixes " in *" Uncontended. "*) ;; *) filter="${filter:+$filter|}^Uncontended\\..*SharedLock(ed)?-named"; prefixes="$prefixes Uncontended." ;; esac
     case " $prefixes " in *" Local. "*) ;; *) filter="${filter:+$filter|}^Local\\..*"; prefixes="$prefixes Local." ;; esac
 fi
 
@@ -204,6 +205,24 @@ if any(n.startswith("Uncontended.") for n in results):
     print("fcntl OFD lock time ÷ ours (how many times faster ours is):\n")
     table(["lock", "shared", "exclusive"], rows)
 
+    # Shared data in a named SharedLocked, beside the named lock's own pairs.
+    read_ns, pair_read = per_op("Uncontended.shared.SharedLocked-named-Int"), per_op("Uncontended.shared.SharedLock-named")
+    inc_ns, pair_inc = per_op("Uncontended.exclusive.SharedLocked-named-64B"), per_op("Uncontended.exclusive.SharedLock-named")
+    if read_ns is not None or inc_ns is not None:
+        print("Shared data in a named SharedLocked (ns per operation, median; ratio to the named lock's own pair):\n")
+        table(["operation", "ns", "named lock pair ns", "÷ pair"], [
+            ["withShared read of an Int", fmt(read_ns), fmt(pair_read), fmt_ratio(ratio(read_ns, pair_read))],
+            ["crash-atomic withExclusive increment of a 64-byte struct", fmt(inc_ns), fmt(pair_inc), fmt_ratio(ratio(inc_ns, pair_inc))],
+        ])
+        r = ratio(read_ns, pair_read)
+        target("SharedLocked named read of an Int ≤ 1.2× the named shared pair", fmt_ratio(r), None if r is None else r <= 1.2)
+        r = ratio(inc_ns, pair_inc)
+        target("SharedLocked named crash-atomic 64-byte increment ≤ 2× the named exclusive pair", fmt_ratio(r), None if r is None else r <= 2.0)
+        for bench in ("Uncontended.shared.SharedLocked-named-Int", "Uncontended.exclusive.SharedLocked-named-64B"):
+            m = get(bench, "malloc", "p90")
+            if m is not None:
+                target(f"{bench.split('.', 2)[2]}: zero mallocs per operation", f"{m:.0f} per 1,000 (p90)", m < 10)
+
     for mode in ("shared", "exclusive"):
         base = per_op(f"Uncontended.{mode}.pthread-default")
         r = ratio(per_op(f"Uncontended.{mode}.SharedLock-threads"), base)
@@ -291,12 +310,16 @@ if python:
         ("multiprocessing_utils.local read", "Local.ProcessLocal", "ProcessLocal.value"),
         ("fasteners read lock pair", "Uncontended.shared.SharedLock-named", "SharedLock(named:) shared pair"),
         ("fasteners write lock pair", "Uncontended.exclusive.SharedLock-named", "SharedLock(named:) exclusive pair"),
+        ("multiprocessing.Value locked read", "Uncontended.shared.SharedLocked-named-Int", "SharedLocked(named:) Int read"),
+        ("multiprocessing.Value locked increment", "Uncontended.exclusive.SharedLocked-named-64B", "SharedLocked(named:) 64-byte increment"),
     ):
         if theirs not in python:
             continue
         ns = per_op(ours_bench)
         r = ratio(python[theirs], ns)
         rows.append([theirs, fmt(python[theirs]), ours_label, fmt(ns, 2), fmt_ratio(r)])
+        if theirs.startswith("multiprocessing.Value"):
+            target(f"{ours_label} ≥ 20× faster than {theirs}", fmt_ratio(r), None if r is None else r >= 20)
         if theirs.startswith("multiprocessing_utils"):
             target(f"{ours_label} ≥ 400× faster than multiprocessing_utils.local", fmt_ratio(r), None if r is None else r >= 400)
     table(["Python", "ns", "Interlock", "ns", "Python ÷ ours"], rows)

@@ -21,6 +21,10 @@ struct QuickStartTests {
         config.withExclusive { $0["mode"] = "safe" }
         let mode = config.withShared { $0["mode"] }
 
+        let tally = try SharedLocked.forkShared(0)   // in shared memory: this process and its fork() children
+        tally.withExclusive { $0 += 1 }              // crash-atomic: a writer killed here commits nothing
+        let hits = tally.withShared { $0 }
+
         let perProcess = ProcessLocal { getpid() }   // fresh in every fork() child
         let perThread = ThreadLocal { 0 }            // one per thread
         perThread.value += 1
@@ -34,22 +38,47 @@ struct QuickStartTests {
 
         #expect(total == 42)
         #expect(mode == "safe")
+        #expect(hits == 1)
         #expect(perProcess.value == getpid())
         #expect(perThread.value == 1)
         #expect(table.isEmpty)
     }
 
+    /// The README's worker-process tally: it forks, so it runs in an exit test (a
+    /// quiet process of its own, not the multi-threaded test runner).
+    @Test func workerProcessesAddIntoASharedTally() async {
+        await #expect(processExitsWith: .success) {
+            // --- README processes: begin ---
+            let tally = try SharedLocked.forkShared(0)
+            var workers: [pid_t] = []
+            for _ in 0..<4 {
+                let pid = fork()
+                if pid == 0 {                        // a worker process
+                    for _ in 0..<1000 { tally.withExclusive { $0 += 1 } }
+                    _exit(0)
+                }
+                workers.append(pid)
+            }
+            for pid in workers { waitpid(pid, nil, 0) }
+            print(tally.withShared { $0 })          // 4000
+            // --- README processes: end ---
+            exit(tally.withShared { $0 } == 4000 ? 0 : 1)
+        }
+    }
+
     /// The README shows exactly the lines between the markers above.
-    @Test func readmeShowsTheQuickStart() throws {
+    @Test(arguments: [("README quick start", 8), ("README processes", 12)])
+    func readmeShowsTheSnippet(marker: String, indent: Int) throws {
         let here = #filePath
         let root = here.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")
         let source = try #require(readFile(here))
         let readme = try #require(readFile(root + "/README.md"), "README.md not found next to Tests/")
         let lines = source.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        let begin = try #require(lines.firstIndex { $0.contains("README quick start: begin") })
-        let end = try #require(lines.firstIndex { $0.contains("README quick start: end") })
-        let snippet = lines[(begin + 1)..<end].map { $0.hasPrefix("        ") ? String($0.dropFirst(8)) : $0 }
-        #expect(readme.contains(snippet.joined(separator: "\n")), "README quick start differs from QuickStartTests")
+        let begin = try #require(lines.firstIndex { $0.contains(marker + ": begin") })
+        let end = try #require(lines.firstIndex { $0.contains(marker + ": end") })
+        let prefix = String(repeating: " ", count: indent)
+        let snippet = lines[(begin + 1)..<end].map { $0.hasPrefix(prefix) ? String($0.dropFirst(indent)) : $0 }
+        #expect(readme.contains(snippet.joined(separator: "\n")), "\(marker) in README.md differs from QuickStartTests")
     }
 }
 

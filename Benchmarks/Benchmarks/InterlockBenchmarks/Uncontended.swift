@@ -4,7 +4,10 @@
 //   - raw pthread_rwlock, glibc default (reader-preferring) and writer-preferring kinds,
 //   - Synchronization.Mutex (exclusive only: it has no shared mode),
 //   - an fcntl OFD lock on a temporary file (the file-lock approach: fasteners and friends).
-// Also ours through the closure API (`withShared`/`withExclusive`), which callers normally use.
+// Also ours through the closure API (`withShared`/`withExclusive`), which callers normally use,
+// and shared data in a named `SharedLocked` (issue 11): a shared-mode read of an `Int`, and a
+// crash-atomic exclusive increment of a 64-byte struct (one 64-byte copy per hold), beside the
+// named lock's own pairs.
 //
 // Gated: zero mallocs per acquire+release (Thresholds/, see Settings.mallocGate).
 
@@ -71,6 +74,22 @@ func registerUncontended() {
         }
     }, setup: { try closureForm.setUp() }, teardown: { try closureForm.tearDown() })
 
+    // Shared data in a named segment (issue 11).
+    let namedInt = Fixture({ try SharedLocked(named: uniqueLockName("value-int"), initialValue: 0) }, undo: removeIfNamedValue)
+    Benchmark("Uncontended.shared.SharedLocked-named-Int", configuration: configuration, closure: { benchmark in
+        let value = namedInt.current
+        for _ in benchmark.scaledIterations {
+            blackHole(value.withShared { $0 })
+        }
+    }, setup: { try namedInt.setUp() }, teardown: { try namedInt.tearDown() })
+    let namedBlock = Fixture({ try SharedLocked(named: uniqueLockName("value-64B"), initialValue: Block64()) }, undo: removeIfNamedValue)
+    Benchmark("Uncontended.exclusive.SharedLocked-named-64B", configuration: configuration, closure: { benchmark in
+        let value = namedBlock.current
+        for _ in benchmark.scaledIterations {
+            value.withExclusive { $0.words[0] &+= 1 }
+        }
+    }, setup: { try namedBlock.setUp() }, teardown: { try namedBlock.tearDown() })
+
     // Synchronization.Mutex: the standard library's exclusive lock.
     let mutex = Fixture { MutexBox() }
     Benchmark("Uncontended.exclusive.Mutex", configuration: configuration, closure: { benchmark in
@@ -79,6 +98,11 @@ func registerUncontended() {
             box.mutex.withLock { $0 &+= 1 }
         }
     }, setup: { try mutex.setUp() }, teardown: { try mutex.tearDown() })
+}
+
+/// 64 bytes of shared data, for the crash-atomic increment.
+struct Block64: BitwiseCopyable {
+    var words = InlineArray<8, UInt64>(repeating: 0)
 }
 
 /// A `Mutex` at a stable address (it is ~Copyable; a class holds it in place).

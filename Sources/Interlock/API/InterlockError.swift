@@ -46,6 +46,11 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
     /// Something other than a lock segment (`found`: "a directory", "a symbolic link", …)
     /// is at the named lock's path.
     case notALock(name: String, path: String, found: String)
+    /// A shared value (``SharedLocked`` or ``SharedLockedArray`` in a process scope)
+    /// cannot be kept in shared memory: a zero element count, an element type with no
+    /// bytes, an alignment above a page, or more than 1 GiB (including a count whose size
+    /// overflows). `reason` says which.
+    case invalidSharedValue(reason: String)
 
     /// A sentence that says what happened and what to do.
     public var description: String {
@@ -94,6 +99,8 @@ public enum InterlockError: Error, Equatable, Sendable, CustomStringConvertible 
         case .notALock(let name, let path, let found):
             return "\(path), the place of lock \"\(name)\", is \(found), not a lock segment; "
                 + "move it away (or choose another name) and retry"
+        case .invalidSharedValue(let reason):
+            return "cannot keep this value in shared memory: \(reason)"
         }
     }
 }

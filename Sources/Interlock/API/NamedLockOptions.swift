@@ -36,6 +36,14 @@ public struct NamedLockOptions: Sendable, Equatable {
         }
     }
 
+    /// A number that names the layout of the shared value of a ``SharedLocked`` or
+    /// ``SharedLockedArray``, recorded when the lock is created and compared when it is
+    /// opened: a different tag is ``InterlockError/incompatibleSegment(name:reason:)``.
+    /// Bump it when the value's type changes in a way its size, alignment and count do
+    /// not show (say, two `Int` fields swapped). Ignored by a plain ``SharedLock``.
+    /// Default: 0.
+    public var layoutTag: UInt32 = 0
+
     /// The longest ``readyTimeout`` kept as given: 10^9 seconds (about 31 years).
     public static let longestReadyTimeout: Duration = .seconds(1_000_000_000)
 

@@ -144,6 +144,23 @@ public final class SharedLock: @unchecked Sendable {
         try registerNow()
     }
 
+    /// A process-scoped lock whose segment also holds a shared value (for `SharedLocked`
+    /// and `SharedLockedArray`): created with `value`, or opened and checked against its
+    /// layout. `scope` is `.forkShared`, `.named` or `.path`.
+    static func withValue(_ scope: Scope, capacity: Int, options: NamedLockOptions,
+                          value: InitialValue) throws(InterlockError) -> SharedLock {
+        let opened: OpenSegment
+        switch scope {
+        case .threads: preconditionFailure("a threads-scoped lock keeps no shared value")
+        case .forkShared: opened = try Segment.anonymous(capacity: capacity, value: value).get()
+        case .named(let name): opened = try Segment.named(name, options: options, value: value).get()
+        case .path(let path): opened = try Segment.atPath(path, options: options, value: value).get()
+        }
+        let lock = SharedLock(scope: scope, opened: opened)
+        try lock.registerNow()
+        return lock
+    }
+
     deinit {
         checkNotHeldAtDeinit()
         if let p = local.currentIfOwned() {

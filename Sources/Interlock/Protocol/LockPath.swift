@@ -51,7 +51,7 @@ extension Segment {
     }
 
     /// Creates or opens the lock file at `path` as the options say.
-    static func atPath(_ path: String, options: NamedLockOptions) -> Result<OpenSegment, InterlockError> {
+    static func atPath(_ path: String, options: NamedLockOptions, value: InitialValue? = nil) -> Result<OpenSegment, InterlockError> {
         if options.creation != .openOnly, let error = checkCapacity(options.capacity) { return .failure(error) }
         let lockPath: LockPath
         switch LockPath.parse(path) {
@@ -71,7 +71,7 @@ extension Segment {
             if options.creation != .openOnly {
                 switch Sys.open(lockPath.fileName, at: directory, flags: flags | O_CREAT | O_EXCL, mode: mode) {
                 case .success(let fd):
-                    return create(fd: fd, label: path, mode: mode, capacity: options.capacity) {
+                    return create(fd: fd, label: path, mode: mode, capacity: options.capacity, value: value) {
                         _ = Sys.unlink(lockPath.fileName, at: directory)
                     }
                 case .failure(let e) where e == .exists:
@@ -84,7 +84,7 @@ extension Segment {
                 }
             }
             if let file = LockFile.existing(lockPath.fileName, at: directory) {
-                return open(file: file, label: path, options: options)
+                return open(file: file, label: path, options: options, expecting: value?.layout)
             }
             switch Sys.open(lockPath.fileName, at: directory, flags: flags) {
             case .success(let fd):
@@ -92,7 +92,7 @@ extension Segment {
                     Sys.close(fd)  // not a regular file, so never a lock file of ours: no record lock to lose
                     return .failure(.invalidPath(path, reason: whatIsThere(lockPath, directory: directory) ?? "it is not a regular file"))
                 }
-                return open(fd: fd, label: path, options: options)
+                return open(fd: fd, label: path, options: options, expecting: value?.layout)
             case .failure(let e) where e == .noEntry:
                 if options.creation == .openOnly { return .failure(.notFound(name: path)) }
                 continue
@@ -159,17 +159,20 @@ extension Segment {
     }
 
     /// Whether a file is an Interlock lock, or one its creator did not finish: empty (not
-    /// sized yet), or of a lock's size (whole pages, at most the largest lock) with the
-    /// magic number or, before publication, a zero header. Anything else is somebody's
-    /// data.
+    /// sized yet), or of a lock's size (whole pages) with the magic number (at most the
+    /// largest lock with the largest shared value, `maximumSize`) or, before publication,
+    /// a zero header (at most the largest lock *without* a value: a zero-filled file of
+    /// other data, say a disk image, can be of any larger size, so a half-made lock with a
+    /// large value is left for the user to delete). Anything else is somebody's data.
     private static func isLockFile(_ fd: Int32, size: Int) -> Bool {
         if size == 0 { return true }
-        guard size % Sys.pageSize == 0, size <= byteCount(capacity: StateWord.maximumCapacity) else { return false }
+        guard size % Sys.pageSize == 0, size <= maximumSize else { return false }
         var header = [UInt8](repeating: 0xFF, count: headerSize)
         let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, headerSize, 0) }
         guard n == headerSize else { return false }
         let head = header.withUnsafeBytes { $0.load(as: UInt64.self) }
-        return head == magic || header.allSatisfy { $0 == 0 }
+        if head == magic { return true }
+        return size <= byteCount(capacity: StateWord.maximumCapacity) && header.allSatisfy { $0 == 0 }
     }
 
     /// Unlinks the lock file at `path` — only if it is a regular file that is an Interlock

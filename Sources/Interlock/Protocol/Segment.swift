@@ -17,11 +17,31 @@ import Synchronization
 ///                                   its slot + 1 in the low 32 bits, that entry's `epoch`
 ///                                   in the high ones (see `Segment.recovererIdentity`)
 ///  40  recoveries   Atomic<UInt32>  number of dead holders reclaimed so far
+///  44  committed    Atomic<UInt32>  shared value: bit 0 is the committed copy (0 or 1);
+///                                   bits 1…31 are 0. Only with 2 copies; see `ValueRegion`
+///  48  (free)       16 bytes
 ///  64  state        Atomic<UInt32>  the state word (own cache line), see `StateWord`
+///  68  (free)       4 bytes
+///  72  valueOffset  UInt64          shared value: offset of copy 0; 0 if the lock has no value
+///  80  copyStride   UInt64          shared value: bytes from one copy to the next
+///  88  valueSize    UInt64          shared value: bytes of one copy (elementStride × count)
+///  96  elemStride   UInt32          shared value: `MemoryLayout<Element>.stride`
+/// 100  elemAlign    UInt32          shared value: `MemoryLayout<Element>.alignment`
+/// 104  elemCount    UInt64          shared value: number of elements (1 for `SharedLocked`)
+/// 112  copies       UInt32          shared value: 0 none, 1 in place, 2 crash-atomic copies
+/// 116  layoutTag    UInt32          shared value: the creator's `NamedLockOptions.layoutTag`
+/// 120  (free)       8 bytes
 /// 128  entries      capacity × 64 bytes, one per participating process, see `Entry`,
 ///                   then one more: the guest entry (see `Segment.guestSlot`)
+/// [valueOffset]     copies × copyStride bytes: the shared value (see `ValueRegion`)
 /// ```
-/// The size is `128 + 64 × (capacity + 1)`, rounded up to whole pages.
+/// The fields at 44 and 72…119 were added to version 2 before its release; a lock
+/// without a value has them all 0. The value region starts at the first multiple of
+/// max(64, elemAlign) after the table; `copyStride` is `valueSize` rounded up the same
+/// way (`ValueLayout.geometry`). The size is the end of the table (or of the value
+/// region), rounded up to whole pages. The value fields are written by the creator
+/// before `ready`, validated once at open (against the mapping, and against the type
+/// the opener expects) and kept in process memory like `capacity`.
 ///
 /// **Liveness.** A process registered in entry `i` holds a POSIX record lock on the byte
 /// at the entry's offset (`128 + 64 × i`) of the lock's file, from registration until it
@@ -45,22 +65,35 @@ struct Segment: @unchecked Sendable {
     let capacity: Int
     /// The lock file's descriptor (owned by a `LockFile`), for the liveness byte locks.
     let fd: Int32
+    /// The shared value's layout and place, validated at open (nil: the lock has none, or
+    /// the opener did not ask for it).
+    let value: (layout: ValueLayout, region: ValueRegion)?
 
     static let magic: UInt64 = 0x314B_434F_4C54_4E49  // "INTLOCK1" as little-endian bytes
     static let layoutVersion: UInt32 = 2
     static let headerSize = 128
     static let entrySize = 64
 
-    init(base: UnsafeMutableRawPointer, mappedSize: Int, capacity: Int, fd: Int32) {
+    init(base: UnsafeMutableRawPointer, mappedSize: Int, capacity: Int, fd: Int32,
+         value: (layout: ValueLayout, region: ValueRegion)? = nil) {
         self.base = base
         self.mappedSize = mappedSize
         self.capacity = capacity
         self.fd = fd
+        self.value = value
     }
 
-    static func byteCount(capacity: Int) -> Int {
-        let raw = headerSize + entrySize * (capacity + 1)
+    /// The segment size for a table of `capacity` entries (plus the guest entry) and an
+    /// optional shared value, in whole pages.
+    static func byteCount(capacity: Int, value: ValueLayout? = nil) -> Int {
+        let raw = value?.geometry(capacity: capacity).end ?? headerSize + entrySize * (capacity + 1)
         return (raw + Sys.pageSize - 1) / Sys.pageSize * Sys.pageSize
+    }
+
+    /// The largest segment this version makes: the largest table and the largest value
+    /// in two copies (with alignment padding). Opening refuses anything bigger.
+    static var maximumSize: Int {
+        byteCount(capacity: StateWord.maximumCapacity) + 2 * (ValueLayout.maximumValueSize + Sys.pageSize)
     }
 
     /// The offset of entry `slot`, which is also the byte its owner keeps locked.
@@ -82,6 +115,7 @@ struct Segment: @unchecked Sendable {
     var recoverer: UnsafeMutablePointer<Atomic<UInt64>> { (base + 32).assumingMemoryBound(to: Atomic<UInt64>.self) }
     var recoveries: UnsafeMutablePointer<Atomic<UInt32>> { (base + 40).assumingMemoryBound(to: Atomic<UInt32>.self) }
     @inlinable var state: UnsafeMutablePointer<Atomic<UInt32>> { (base + 64).assumingMemoryBound(to: Atomic<UInt32>.self) }
+    var committed: UnsafeMutablePointer<Atomic<UInt32>> { (base + 44).assumingMemoryBound(to: Atomic<UInt32>.self) }
 
     /// Entry `index`. Invariant: `0 <= index <= capacity` (callers index with slots they
     /// own, the guest slot, or loop over `0..<capacity`; a slot read from shared memory is
@@ -105,13 +139,34 @@ struct Segment: @unchecked Sendable {
         Sys.byteLockHolder(fd, at: Segment.entryOffset(slot))
     }
 
-    /// Initialises a zero-filled mapping as an empty lock and publishes it (`ready` = 1).
-    /// Only the creator calls this, before anyone else can use the segment.
-    static func initialise(_ base: UnsafeMutableRawPointer, size: Int, capacity: Int, fd: Int32) -> Segment {
+    /// Initialises a zero-filled mapping as an empty lock (with its shared value, if
+    /// any) and publishes it (`ready` = 1). Only the creator calls this, before anyone
+    /// else can use the segment; `size` is `byteCount(capacity:value:)`.
+    static func initialise(_ base: UnsafeMutableRawPointer, size: Int, capacity: Int, fd: Int32,
+                           value: InitialValue? = nil) -> Segment {
         base.storeBytes(of: layoutVersion, toByteOffset: 8, as: UInt32.self)
         base.storeBytes(of: UInt64(size), toByteOffset: 16, as: UInt64.self)
         base.storeBytes(of: UInt32(capacity), toByteOffset: 24, as: UInt32.self)
-        let segment = Segment(base: base, mappedSize: size, capacity: capacity, fd: fd)
+        (base + 44).initializeMemory(as: Atomic<UInt32>.self, to: Atomic(0))
+        var regionInfo: (layout: ValueLayout, region: ValueRegion)?
+        if let value {
+            let layout = value.layout
+            let (offset, copyStride, _) = layout.geometry(capacity: capacity)
+            base.storeBytes(of: UInt64(offset), toByteOffset: 72, as: UInt64.self)
+            base.storeBytes(of: UInt64(copyStride), toByteOffset: 80, as: UInt64.self)
+            base.storeBytes(of: UInt64(layout.valueSize), toByteOffset: 88, as: UInt64.self)
+            base.storeBytes(of: UInt32(layout.elementStride), toByteOffset: 96, as: UInt32.self)
+            base.storeBytes(of: UInt32(layout.elementAlignment), toByteOffset: 100, as: UInt32.self)
+            base.storeBytes(of: UInt64(layout.count), toByteOffset: 104, as: UInt64.self)
+            base.storeBytes(of: UInt32(layout.copies), toByteOffset: 112, as: UInt32.self)
+            base.storeBytes(of: layout.tag, toByteOffset: 116, as: UInt32.self)
+            // Every copy holds the initial value (copy 0 is the committed one).
+            for copy in 0..<layout.copies { value.initialise(base + offset + copy * copyStride) }
+            let region = ValueRegion(first: base + offset, copyStride: copyStride, valueSize: layout.valueSize,
+                                     copies: layout.copies, committed: (base + 44).assumingMemoryBound(to: Atomic<UInt32>.self))
+            regionInfo = (layout, region)
+        }
+        let segment = Segment(base: base, mappedSize: size, capacity: capacity, fd: fd, value: regionInfo)
         segment.ready.initialize(to: Atomic(0))
         segment.recoverer.initialize(to: Atomic(0))
         segment.recoveries.initialize(to: Atomic(0))
@@ -138,7 +193,34 @@ struct Segment: @unchecked Sendable {
         if cap < 1 || cap > StateWord.maximumCapacity || Segment.headerSize + Segment.entrySize * (cap + 1) > mappedSize {
             return "its holder table capacity \(cap) does not fit its size \(mappedSize)"
         }
+        if case .failure(let reason) = decodeValue() { return reason.text }
         return nil
+    }
+
+    struct Reason: Error { let text: String }
+
+    /// Reads and checks the header's value fields against the mapping (`capacity` and
+    /// `mappedSize` are already validated). nil when the lock has no value.
+    func decodeValue() -> Result<(layout: ValueLayout, region: ValueRegion)?, Reason> {
+        let copies = base.load(fromByteOffset: 112, as: UInt32.self)
+        let offset = base.load(fromByteOffset: 72, as: UInt64.self)
+        if copies == 0 {
+            return offset == 0 ? .success(nil) : .failure(Reason(text: "its shared value fields are inconsistent (no copies at offset \(offset))"))
+        }
+        guard let layout = ValueLayout.decoded(
+            stride: UInt64(base.load(fromByteOffset: 96, as: UInt32.self)),
+            alignment: UInt64(base.load(fromByteOffset: 100, as: UInt32.self)),
+            count: base.load(fromByteOffset: 104, as: UInt64.self), copies: UInt64(copies),
+            tag: base.load(fromByteOffset: 116, as: UInt32.self))
+        else { return .failure(Reason(text: "its shared value's element size, alignment, count or copies are invalid")) }
+        let (expectedOffset, copyStride, end) = layout.geometry(capacity: capacity)
+        if offset != UInt64(expectedOffset) || base.load(fromByteOffset: 80, as: UInt64.self) != UInt64(copyStride)
+            || base.load(fromByteOffset: 88, as: UInt64.self) != UInt64(layout.valueSize) || end > mappedSize {
+            return .failure(Reason(text: "its shared value's place (offset \(offset), \(layout.copies) × \(layout.valueSize) bytes) does not fit its size \(mappedSize)"))
+        }
+        let region = ValueRegion(first: base + expectedOffset, copyStride: copyStride, valueSize: layout.valueSize,
+                                 copies: layout.copies, committed: committed)
+        return .success((layout, region))
     }
 
     /// Traps, naming the lock's file, if the header no longer says what it said when this

@@ -65,9 +65,9 @@ extension Segment {
 
     /// A new anonymous segment, inherited by `fork()` children: a sealed memfd, so that
     /// liveness byte locks have a file to live in.
-    static func anonymous(capacity: Int) -> Result<OpenSegment, InterlockError> {
+    static func anonymous(capacity: Int, value: InitialValue? = nil) -> Result<OpenSegment, InterlockError> {
         if let error = checkCapacity(capacity) { return .failure(error) }
-        let size = byteCount(capacity: capacity)
+        let size = byteCount(capacity: capacity, value: value?.layout)
         let file: LockFile
         switch Sys.memoryFile(name: "interlock").flatMap(LockFile.adopt) {
         case .failure(let e): return .failure(.systemCall("memfd_create", errno: e.rawValue))
@@ -82,14 +82,15 @@ extension Segment {
             file.release()
             return .failure(.systemCall("mmap", errno: e.rawValue))
         case .success(let p):
-            return .success(OpenSegment(segment: initialise(p, size: size, capacity: capacity, fd: file.fd), file: file))
+            return .success(OpenSegment(segment: initialise(p, size: size, capacity: capacity, fd: file.fd, value: value), file: file))
         }
     }
 
     // MARK: Named
 
-    /// Creates or opens a named segment as the options say.
-    static func named(_ name: String, options: NamedLockOptions) -> Result<OpenSegment, InterlockError> {
+    /// Creates or opens a named segment as the options say. With `value`, a created
+    /// segment holds that shared value, and an opened one must hold one of its layout.
+    static func named(_ name: String, options: NamedLockOptions, value: InitialValue? = nil) -> Result<OpenSegment, InterlockError> {
         if options.creation != .openOnly, let error = checkCapacity(options.capacity) { return .failure(error) }
         let path: String
         switch Segment.path(forName: name) {
@@ -102,7 +103,7 @@ extension Segment {
             if options.creation != .openOnly {
                 switch Sys.sharedMemoryOpen(path, flags: O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode: mode) {
                 case .success(let fd):
-                    return create(fd: fd, label: name, mode: mode, capacity: options.capacity) {
+                    return create(fd: fd, label: name, mode: mode, capacity: options.capacity, value: value) {
                         _ = Sys.sharedMemoryUnlink(path)
                     }
                 case .failure(let e) where e == .exists:
@@ -113,11 +114,11 @@ extension Segment {
             }
             // glibc's shm_open opens /dev/shm/NAME (without following a link there).
             if let file = LockFile.existing("/dev/shm" + path, at: AT_FDCWD) {
-                return open(file: file, label: name, options: options)
+                return open(file: file, label: name, options: options, expecting: value?.layout)
             }
             switch Sys.sharedMemoryOpen(path, flags: O_RDWR | O_CLOEXEC, mode: 0) {
             case .success(let fd):
-                return open(fd: fd, label: name, options: options)
+                return open(fd: fd, label: name, options: options, expecting: value?.layout)
             case .failure(let e) where e == .noEntry:
                 if options.creation == .openOnly { return .failure(.notFound(name: name)) }
                 continue
@@ -155,14 +156,14 @@ extension Segment {
     /// Sizes, maps and initialises a segment whose file we just created with O_EXCL.
     /// `discard` removes the half-made file on failure.
     static func create(
-        fd: Int32, label: String, mode: mode_t, capacity: Int, discard: () -> Void
+        fd: Int32, label: String, mode: mode_t, capacity: Int, value: InitialValue?, discard: () -> Void
     ) -> Result<OpenSegment, InterlockError> {
         let file: LockFile
         switch LockFile.adopt(fd) {
         case .failure(let e): discard(); return .failure(.systemCall("fstat", errno: e.rawValue))
         case .success(let f): file = f
         }
-        let size = byteCount(capacity: capacity)
+        let size = byteCount(capacity: capacity, value: value?.layout)
         func fail(_ error: InterlockError) -> Result<OpenSegment, InterlockError> {
             discard()  // never leave a half-made lock behind
             file.release()
@@ -175,29 +176,33 @@ extension Segment {
         switch Sys.mapShared(size: size, fd: file.fd) {
         case .failure(let e): return fail(.systemCall("mmap", errno: e.rawValue))
         case .success(let p):
-            return .success(OpenSegment(segment: initialise(p, size: size, capacity: capacity, fd: file.fd), file: file))
+            return .success(OpenSegment(segment: initialise(p, size: size, capacity: capacity, fd: file.fd, value: value), file: file))
         }
     }
 
     /// Maps and validates an existing segment's file, waiting (bounded) for its creator
-    /// to publish it. Writes nothing to it.
-    static func open(fd: Int32, label: String, options: NamedLockOptions) -> Result<OpenSegment, InterlockError> {
+    /// to publish it. Writes nothing to it. With `expecting`, the segment must hold a
+    /// shared value of that layout (otherwise it is `incompatibleSegment`).
+    static func open(fd: Int32, label: String, options: NamedLockOptions,
+                     expecting: ValueLayout? = nil) -> Result<OpenSegment, InterlockError> {
         switch LockFile.adopt(fd) {
         case .failure(let e): return .failure(.systemCall("fstat", errno: e.rawValue))
-        case .success(let file): return open(file: file, label: label, options: options)
+        case .success(let file): return open(file: file, label: label, options: options, expecting: expecting)
         }
     }
 
     /// Maps and validates an existing segment through a file this process has open
     /// (one use, given back on failure).
-    static func open(file: LockFile, label: String, options: NamedLockOptions) -> Result<OpenSegment, InterlockError> {
-        switch mapExisting(file: file, label: label, options: options) {
+    static func open(file: LockFile, label: String, options: NamedLockOptions,
+                     expecting: ValueLayout? = nil) -> Result<OpenSegment, InterlockError> {
+        switch mapExisting(file: file, label: label, options: options, expecting: expecting) {
         case .failure(let e): file.release(); return .failure(e)
         case .success(let segment): return .success(OpenSegment(segment: segment, file: file))
         }
     }
 
-    private static func mapExisting(file: LockFile, label: String, options: NamedLockOptions) -> Result<Segment, InterlockError> {
+    private static func mapExisting(file: LockFile, label: String, options: NamedLockOptions,
+                                    expecting: ValueLayout?) -> Result<Segment, InterlockError> {
         let deadline = SharedLock.deadline(after: options.readyTimeout)
         // Wait for the creator's ftruncate.
         var st: stat
@@ -229,8 +234,8 @@ extension Segment {
                 && !(options.shareWithGroup && Sys.isMember(ofGroup: st.st_gid))
             if othersWrite || groupWrite || foreignOwner { return .failure(.insecureSegment(name: label, mode: permissions)) }
         }
-        guard st.st_size >= headerSize, st.st_size <= Int64(byteCount(capacity: StateWord.maximumCapacity)) else {
-            return .failure(.incompatibleSegment(name: label, reason: "it is \(st.st_size) bytes; a lock is a header (\(headerSize) bytes) plus its table, at most \(byteCount(capacity: StateWord.maximumCapacity)) bytes"))
+        guard st.st_size >= headerSize, st.st_size <= Int64(maximumSize) else {
+            return .failure(.incompatibleSegment(name: label, reason: "it is \(st.st_size) bytes; a lock is a header (\(headerSize) bytes) plus its table and shared value, at most \(maximumSize) bytes"))
         }
         let size = Int(st.st_size)
         let base: UnsafeMutableRawPointer
@@ -253,7 +258,19 @@ extension Segment {
             Sys.unmap(base, size: size)
             return .failure(.incompatibleSegment(name: label, reason: reason))
         }
-        return .success(segment)
+        // The value fields, read once (validated just now by `validate` as well).
+        guard case .success(let value) = segment.decodeValue() else {
+            Sys.unmap(base, size: size)
+            return .failure(.incompatibleSegment(name: label, reason: "its shared value fields changed while it was being opened"))
+        }
+        guard let expecting else { return .success(segment) }  // a plain SharedLock ignores any value
+        let problem: String? = if let value { value.layout.mismatch(expecting: expecting) }
+            else { "it holds no shared value (it was made by SharedLock, not SharedLocked)" }
+        if let problem {
+            Sys.unmap(base, size: size)
+            return .failure(.incompatibleSegment(name: label, reason: problem))
+        }
+        return .success(Segment(base: base, mappedSize: size, capacity: capacity, fd: file.fd, value: value))
     }
 
     /// Local file systems, on which POSIX record locks and shared mappings are the

@@ -47,3 +47,10 @@ func removeIfNamed(_ lock: SharedLock) throws {
         try SharedLock.remove(named: name, force: true)
     }
 }
+
+/// The same, for a named shared value's lock.
+func removeIfNamedValue<Value>(_ value: SharedLocked<Value>) throws {
+    if case .named(let name) = value.scope {
+        try SharedLock.remove(named: name, force: true)
+    }
+}
