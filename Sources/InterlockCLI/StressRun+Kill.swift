@@ -9,9 +9,10 @@ import Glibc
 
 extension StressRun {
     /// `kill -9`s a random worker process caught holding the lock (every other kill
-    /// prefers an exclusive holder), cleans up after it, and starts a replacement.
+    /// prefers a writer in the middle of its record update), cleans up after it, and
+    /// starts a replacement.
     func killOne() {
-        guard let index = catchHolder(preferExclusive: crash.kills % 2 == 0), let pid = workerPIDs[index] else { return }
+        guard let index = catchHolder(preferMidUpdate: crash.kills % 2 == 0), let pid = workerPIDs[index] else { return }
         // The victim is stopped: what its slots say cannot change before the kill.
         let victims = slots(ofProcess: index)
         if victims.contains(where: { [.waitingExclusive, .holdingExclusive].contains(region.state($0)) }) {
@@ -51,8 +52,9 @@ extension StressRun {
     /// Picks the victim: stops random workers (`SIGSTOP`, then waits until stopped) until
     /// one has a thread inside a hold, and returns it still stopped. Looking at a running
     /// process would not do: with short holds it has left the section before the kill
-    /// lands. After 100 ms any mode will do, after 200 ms any (stopped) worker.
-    func catchHolder(preferExclusive: Bool) -> Int? {
+    /// lands. A kill that prefers a writer mid-update takes any writer after 30 ms; after
+    /// 100 ms any holder will do, after 200 ms any (stopped) worker.
+    func catchHolder(preferMidUpdate: Bool) -> Int? {
         let searchStart = System.now()
         while true {
             let live = workerPIDs.indices.filter { workerPIDs[$0] != nil }
@@ -66,10 +68,14 @@ extension StressRun {
                 continue
             }
             if waited > 200_000_000 { return index }
-            let flags = slots(ofProcess: index).map { region.flag($0).load(ordering: .sequentiallyConsistent) }
-            let holding = preferExclusive && waited < 100_000_000
-                ? flags.contains(InSection.exclusive.rawValue)
-                : flags.contains { $0 != InSection.none.rawValue }
+            let victims = slots(ofProcess: index)
+            let holding = if preferMidUpdate && waited < 30_000_000 {
+                victims.contains { region.slotValue($0, .updateProgress) > 0 }
+            } else if preferMidUpdate && waited < 100_000_000 {
+                victims.contains { region.flag($0).load(ordering: .sequentiallyConsistent) == InSection.exclusive.rawValue }
+            } else {
+                victims.contains { region.flag($0).load(ordering: .sequentiallyConsistent) != InSection.none.rawValue }
+            }
             if holding { return index }
             kill(pid, SIGCONT)
         }

@@ -165,13 +165,16 @@ struct StressWorkload: Sendable {
             checkDeadWriter(&seen)
             checkAsWriter(&seen)
             if !value.isWhole { seen.report(.tornRecord, region: region, slot: slot) }
-            // The update, word by word, checking for overlaps between the words: a kill
-            // that catches this writer usually lands here.
+            // The update, word by word, with the hold's busy work (overlap checks) spread
+            // between the words: a kill that catches this writer usually lands here.
             region.header(.updateToken).store(token, ordering: .sequentiallyConsistent)
             let progress = region.slot(slot, .updateProgress)
+            let perWord = hold / UInt64(StressRecord.wordCount)
             value.writeNext { written in
                 progress.store(UInt64(written), ordering: .relaxed)
-                checkAsWriter(&seen)
+                repeat {
+                    checkAsWriter(&seen)
+                } while System.now() &- acquired < perWord &* UInt64(written)
             }
             progress.store(0, ordering: .relaxed)
             region.header(.updateToken).store(0, ordering: .sequentiallyConsistent)
