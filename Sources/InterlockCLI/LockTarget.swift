@@ -20,6 +20,17 @@ enum LockTarget {
         }
     }
 
+    /// Opens (or creates) the lock with a stress run's record in its segment, made for
+    /// `StressRecord.layoutTag`.
+    func openRecord(_ options: NamedLockOptions) throws(InterlockError) -> SharedLocked<StressRecord> {
+        var options = options
+        options.layoutTag = StressRecord.layoutTag
+        switch self {
+        case .named(let name): return try SharedLocked(named: name, initialValue: .initial, options: options)
+        case .path(let path): return try SharedLocked(path: path, initialValue: .initial, options: options)
+        }
+    }
+
     func inspect() throws(InterlockError) -> LockSnapshot {
         switch self {
         case .named(let name): return try SharedLock.inspect(named: name)

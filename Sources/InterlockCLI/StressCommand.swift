@@ -19,8 +19,9 @@ enum StressCommand {
         return report.exitStatus
     }
 
-    /// One worker process of a named-scope run: attaches to the lock and the data segment
-    /// the parent created, then runs its slots' threads. Never returns on success.
+    /// One worker process of a named-scope run: attaches to the record (and its lock) and
+    /// the data segment the parent created, then runs its slots' threads. Never returns on
+    /// success.
     static func runWorker(_ arguments: ParsedArguments) throws(UsageError) -> ExitStatus {
         guard let name = arguments.text("--name"), let data = arguments.text("--data"),
               let processIndex = arguments.integer("--process") else {
@@ -30,7 +31,7 @@ enum StressCommand {
         do {
             var options = NamedLockOptions()
             options.creation = .openOnly
-            let lock = try LockTarget(name).open(options)
+            let record = try LockTarget(name).openRecord(options)
             let (base, size) = try System.openSegment(data)
             guard let region = StressRegion.attach(at: base, size: size),
                   processIndex < region.slotCount / max(1, Int(region.get(.threadsPerProcess))) else {
@@ -42,7 +43,7 @@ enum StressCommand {
                 System.printError("interlock stress-worker: not started by the stress run that owns \(data)")
                 return .failure
             }
-            StressRun.runWorkerProcess(region: region, lock: lock, processIndex: processIndex, parentPID: parentPID)
+            StressRun.runWorkerProcess(region: region, record: record, processIndex: processIndex, parentPID: parentPID)
         } catch {
             System.printError("interlock stress-worker: \(error)")
             return .failure

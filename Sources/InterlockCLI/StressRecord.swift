@@ -1,59 +1,57 @@
-// The record writers write and readers verify: a run of words plus a checksum.
+// The record writers write and readers verify: a run of words plus a checksum, kept in a
+// crash-atomic `SharedLocked` of the run's scope (its lock is the run's lock).
 //
-// Words (see `StressRegion.recordWords`): [0] the dirty token, [1] the sequence number,
-// [2, 31) data words, each `SplitMix64.mix(sequence + index)`, [31] a checksum over the
-// sequence and the data. A writer stores the token (its slot and incarnation; never 0)
-// before touching anything else and clears it last, so a writer killed mid-record
-// leaves the token behind, and a reader can tell a torn record from a whole one.
+// Words: [0] the sequence number, [1, 31) data words, each `SplitMix64.mix(sequence +
+// index)`, [31] a checksum over the sequence and the data. A writer writes them one at a
+// time inside `withExclusive`, with checks between the words, so a `kill -9` that catches a
+// writer usually lands mid-update. The `SharedLocked` commits the new record only when the
+// closure returns: readers and the next writer must never see a torn record.
 
-import Synchronization
+import Interlock
 
-/// What a reader found.
-enum RecordRead: Equatable {
-    /// Not dirty, consistent, and unchanged while it was read.
-    case whole
-    /// Not dirty, but inconsistent or changed while it was read: someone wrote
-    /// concurrently.
-    case torn
-    /// Dirty with this token; `epochBefore` is the kill epoch read before the token.
-    case dirty(token: UInt64, epochBefore: UInt64)
-}
+/// The shared record (256 bytes, `BitwiseCopyable`: it can live in a lock's segment).
+struct StressRecord: BitwiseCopyable, Sendable {
+    static let wordCount = 32
+    /// Bumped when the record's meaning changes: a named lock made by another version is
+    /// then `incompatibleSegment`.
+    static let layoutTag: UInt32 = 0x5354_0001   // "ST", version 1
 
-extension StressRegion {
-    private static let dataRange = 2..<(recordWords - 1)
+    var words: InlineArray<32, UInt64>
 
-    /// Reads and checks the record.
-    func readRecord() -> RecordRead {
-        let epochBefore = header(.killEpoch).load(ordering: .sequentiallyConsistent)
-        let dirty = record(0).load(ordering: .sequentiallyConsistent)
-        if dirty != 0 { return .dirty(token: dirty, epochBefore: epochBefore) }
-        let sequence = record(1).load(ordering: .acquiring)
+    /// The first record: sequence 0, consistent.
+    static let initial: StressRecord = {
+        var record = StressRecord(words: InlineArray(repeating: 0))
+        record.writeNext { _ in }
+        return record
+    }()
+
+    /// Whether the words are one consistent record (data and checksum match the sequence).
+    var isWhole: Bool {
+        let sequence = words[0]
         var checksum = sequence
-        var consistent = true
-        for index in Self.dataRange {
-            let word = record(index).load(ordering: .relaxed)
-            if word != SplitMix64.mix(sequence &+ UInt64(index)) { consistent = false }
+        for index in 1..<Self.wordCount - 1 {
+            let word = words[index]
+            if word != SplitMix64.mix(sequence &+ UInt64(index)) { return false }
             checksum = (checksum &<< 7 | checksum &>> 57) ^ word
         }
-        if record(Self.recordWords - 1).load(ordering: .relaxed) != checksum { consistent = false }
-        let dirtyAfter = record(0).load(ordering: .sequentiallyConsistent)
-        let sequenceAfter = record(1).load(ordering: .relaxed)
-        return consistent && dirtyAfter == 0 && sequenceAfter == sequence ? .whole : .torn
+        return words[Self.wordCount - 1] == checksum
     }
 
-    /// Writes the next record, marked dirty with `token` while it is incomplete (a
-    /// token of 0 only at initialisation, before any worker exists).
-    func writeRecord(token: UInt64) {
-        record(0).store(token, ordering: .sequentiallyConsistent)
-        let sequence = record(1).load(ordering: .relaxed) &+ 1
-        record(1).store(sequence, ordering: .relaxed)
+    var sequence: UInt64 { words[0] }
+
+    /// Writes the next record word by word, calling `between(written)` after each word
+    /// but the last (`written` words of the new record are in place).
+    mutating func writeNext(between: (Int) -> Void) {
+        let sequence = words[0] &+ 1
+        words[0] = sequence
+        between(1)
         var checksum = sequence
-        for index in Self.dataRange {
+        for index in 1..<Self.wordCount - 1 {
             let word = SplitMix64.mix(sequence &+ UInt64(index))
-            record(index).store(word, ordering: .relaxed)
+            words[index] = word
             checksum = (checksum &<< 7 | checksum &>> 57) ^ word
+            between(index + 1)
         }
-        record(Self.recordWords - 1).store(checksum, ordering: .relaxed)
-        record(0).store(0, ordering: .sequentiallyConsistent)
+        words[Self.wordCount - 1] = checksum
     }
 }

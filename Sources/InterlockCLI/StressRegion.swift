@@ -8,13 +8,15 @@
 // across threads and processes. Layout, in words:
 //
 //     [0, 64)            header: configuration, phase, violation and recovery counters
-//     [64, 96)           the record writers write and readers verify
-//     [128, 128 + S')    in-section flags, one per worker slot (S' = S rounded up to 8)
+//     [64, 64 + S')      in-section flags, one per worker slot (S' = S rounded up to 8)
 //     then S blocks of `Slot.words` words: identity, state, counters, two histograms
 //
 // A *slot* is one worker thread; its block outlives the process, so a replacement
 // worker (after `--kill`) continues the same slot and the statistics of killed workers
 // are kept.
+//
+// The record writers write and readers verify is not here: it is a crash-atomic
+// `SharedLocked<StressRecord>` whose lock is the run's lock (see `StressRecord`).
 
 import Glibc
 import Synchronization
@@ -29,9 +31,16 @@ enum HeaderWord: Int {
     /// when done. Checkers read it before and after a scan: a scan that overlapped a
     /// kill window excuses what it saw (see `StressWorkload`).
     case killEpoch
+    /// Writers told `previousWriterDied`.
     case previousHolderDiedObserved
-    case deadWriterRecordsRepaired
-    case deadWriterRecordsExcused
+    /// Kills of a worker with a thread waiting for or holding exclusive mode, counted
+    /// by the parent before the kill: a bound on the `previousWriterDied` reports.
+    case exclusiveKillCandidates
+    /// The token (slot, incarnation) of the writer inside its record update, 0 when none;
+    /// not crash-atomic on purpose: a writer killed mid-update leaves it behind.
+    case updateToken
+    /// Writers that found the update token of a dead writer.
+    case deadWriterUpdatesSeen
     case maxConcurrentReaders
     /// `Violation.rawValue + 1` of the first violation, 0 when none.
     case firstViolationKind
@@ -46,13 +55,14 @@ enum Violation: Int, CaseIterable {
     case exclusiveOverlap
     /// A shared holder saw a live exclusive holder's in-section flag.
     case readerSawWriter
-    /// The record was inconsistent (checksum, or changed during a shared hold), or
-    /// marked dirty by a live writer while someone else held the lock.
+    /// A reader or writer found the record torn: data or checksum not matching its
+    /// sequence, or changed during a shared hold.
     case tornRecord
-    /// An exclusive holder found a record left dirty by a writer that died, but the
-    /// lock did not report `previousHolderDied`.
+    /// An exclusive holder found the update token of a writer that died mid-update, but
+    /// was not told `previousWriterDied`.
     case ownerDeathNotReported
-    /// The lock reported `previousHolderDied` although no worker had died.
+    /// `previousWriterDied` was reported more often than workers were killed while
+    /// waiting for or holding exclusive mode.
     case spuriousOwnerDeath
 
     /// The JSON key and report label.
@@ -95,6 +105,8 @@ enum SlotWord: Int {
     case opsShared, opsExclusive, maxShared, maxExclusive
     /// Operations this slot still may run; `UInt64.max` for a timed run.
     case quota
+    /// Words of the new record written so far by this slot's writer; 0 outside an update.
+    case updateProgress
     case sharedHistogram = 16
 }
 
@@ -102,13 +114,10 @@ enum SlotWord: Int {
 /// only ever accessed through atomics, and that outlives every thread that uses it.
 struct StressRegion: @unchecked Sendable {
     static let magic: UInt64 = 0x494C_4F43_4B53_5452   // "ILOCKSTR"
-    static let layoutVersion: UInt64 = 1
+    static let layoutVersion: UInt64 = 2
     static let maxSlots = 256
 
-    static let recordBase = 64
-    /// Record words: [0] dirty token, [1] sequence, [2, 31) data, [31] checksum.
-    static let recordWords = 32
-    static let flagsBase = 128
+    static let flagsBase = 64
     static let slotWords = 16 + 2 * Histogram.bucketCount
 
     let words: UnsafeMutablePointer<Atomic<UInt64>>
@@ -137,7 +146,6 @@ struct StressRegion: @unchecked Sendable {
             region.slot(slot, .processIndex).store(UInt64(slot / config.threadsPerProcess), ordering: .relaxed)
             region.slot(slot, .threadIndex).store(UInt64(slot % config.threadsPerProcess), ordering: .relaxed)
         }
-        region.writeRecord(token: 0)
         region.set(.layoutVersion, layoutVersion)
         region.header(.magic).store(magic, ordering: .releasing)
         return region
@@ -165,9 +173,6 @@ struct StressRegion: @unchecked Sendable {
 
     var phase: Phase { Phase(rawValue: header(.phase).load(ordering: .acquiring)) ?? .stopping }
     func setPhase(_ phase: Phase) { header(.phase).store(phase.rawValue, ordering: .releasing) }
-
-    @inline(__always)
-    func record(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { words + Self.recordBase + index }
 
     @inline(__always)
     func flag(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { words + Self.flagsBase + slot }

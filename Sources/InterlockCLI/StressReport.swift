@@ -33,9 +33,10 @@ struct StressReport {
     var violations: [(Violation, UInt64)]
     var firstViolation: String?
     var crash: CrashCounts
+    /// Writers told `previousWriterDied`.
     var previousHolderDiedObserved: UInt64
-    var deadWriterRecordsRepaired: UInt64
-    var deadWriterRecordsExcused: UInt64
+    /// Writers that found the update token of a writer that died mid-update.
+    var deadWriterUpdatesSeen: UInt64
     /// The lock's own count of dead holders it reclaimed (`LockSnapshot.recoveries`);
     /// nil in the threads scope.
     var lockReclaimedHolders: Int?
@@ -44,6 +45,9 @@ struct StressReport {
     var interrupted: Bool
 
     var totalViolations: UInt64 { violations.reduce(0) { $0 + $1.1 } }
+
+    /// Holds (shared or exclusive) that found the record torn.
+    var tornRecords: UInt64 { violations.first { $0.0 == .tornRecord }?.1 ?? 0 }
 
     /// Crash recoveries: writers told `previousHolderDied`, plus killed shared holders
     /// whose share was provably reclaimed.
@@ -100,8 +104,7 @@ struct StressReport {
             firstViolation = "\(kind.key) seen by pid \(region.slotValue(slot, .pid)) thread \(region.slotValue(slot, .threadIndex))"
         }
         previousHolderDiedObserved = region.get(.previousHolderDiedObserved)
-        deadWriterRecordsRepaired = region.get(.deadWriterRecordsRepaired)
-        deadWriterRecordsExcused = region.get(.deadWriterRecordsExcused)
+        deadWriterUpdatesSeen = region.get(.deadWriterUpdatesSeen)
     }
 
     // MARK: Text
@@ -132,12 +135,13 @@ struct StressReport {
             violationLine += " (" + violations.filter { $0.1 > 0 }.map { "\($0.0.key) \($0.1)" }.joined(separator: ", ") + ")"
         }
         lines.append(violationLine)
+        lines.append("torn records: \(tornRecords) (the record is a crash-atomic SharedLocked; checked in every hold)")
         if let firstViolation { lines.append("first violation: \(firstViolation)") }
         var recoveryLine = "crash recoveries: \(recoveries)"
         if config.kill {
-            recoveryLine += " (kills \(crash.kills): \(crash.killedWhileExclusive) holding exclusive, \(crash.killedWhileShared) holding shared;"
-            recoveryLine += " previousHolderDied seen \(previousHolderDiedObserved); dead shared holders reclaimed \(crash.sharedReclaimed);"
-            recoveryLine += " torn records repaired \(deadWriterRecordsRepaired)"
+            recoveryLine += " (kills \(crash.kills): \(crash.killedWhileExclusive) holding exclusive, \(crash.killedMidUpdate) of them mid-update,"
+            recoveryLine += " \(crash.killedWhileShared) holding shared; previousWriterDied seen \(previousHolderDiedObserved),"
+            recoveryLine += " \(deadWriterUpdatesSeen) after a dead writer's unfinished update; dead shared holders reclaimed \(crash.sharedReclaimed)"
             recoveryLine += lockReclaimedHolders.map { "; the lock reclaimed \($0) dead holders)" } ?? ")"
         }
         lines.append(recoveryLine)
@@ -171,15 +175,16 @@ struct StressReport {
             ("violations", .unsigned(totalViolations)),
             ("violationKinds", .object(violations.map { ($0.0.key, .unsigned($0.1)) })),
             ("firstViolation", firstViolation.map(JSON.string) ?? .null),
+            ("tornRecords", .unsigned(tornRecords)),
             ("recoveries", .unsigned(recoveries)),
             ("crash", .object([
                 ("kills", .integer(Int64(crash.kills))),
                 ("killedWhileExclusive", .integer(Int64(crash.killedWhileExclusive))),
+                ("killedMidUpdate", .integer(Int64(crash.killedMidUpdate))),
                 ("killedWhileShared", .integer(Int64(crash.killedWhileShared))),
                 ("previousHolderDiedObserved", .unsigned(previousHolderDiedObserved)),
+                ("deadWriterUpdatesSeen", .unsigned(deadWriterUpdatesSeen)),
                 ("deadSharedHoldersReclaimed", .integer(Int64(crash.sharedReclaimed))),
-                ("tornRecordsRepaired", .unsigned(deadWriterRecordsRepaired)),
-                ("tornRecordsExcused", .unsigned(deadWriterRecordsExcused)),
                 ("lockReclaimedHolders", lockReclaimedHolders.map { .integer(Int64($0)) } ?? .null),
             ])),
             ("failures", .array(failures.map(JSON.string))),

@@ -9,9 +9,17 @@ import Glibc
 
 extension StressRun {
     /// `kill -9`s a random worker process caught holding the lock (every other kill
-    /// prefers an exclusive holder), cleans up after it, and starts a replacement.
+    /// prefers a writer in the middle of its record update), cleans up after it, and
+    /// starts a replacement.
     func killOne() {
-        guard let index = catchHolder(preferExclusive: crash.kills % 2 == 0), let pid = workerPIDs[index] else { return }
+        guard let index = catchHolder(preferMidUpdate: crash.kills % 2 == 0), let pid = workerPIDs[index] else { return }
+        // The victim is stopped: what its slots say cannot change before the kill.
+        let victims = slots(ofProcess: index)
+        if victims.contains(where: { [.waitingExclusive, .holdingExclusive].contains(region.state($0)) }) {
+            // Counted before the kill, so before any writer can be told about it.
+            region.header(.exclusiveKillCandidates).add(1, ordering: .sequentiallyConsistent)
+        }
+        if victims.contains(where: { region.slotValue($0, .updateProgress) > 0 }) { crash.killedMidUpdate += 1 }
         region.header(.killEpoch).add(1, ordering: .sequentiallyConsistent)   // odd: window open
         kill(pid, SIGKILL)
         _ = System.reap(pid)
@@ -28,6 +36,7 @@ extension StressRun {
         for slot in slots(ofProcess: index) {
             region.slot(slot, .incarnation).add(1, ordering: .sequentiallyConsistent)
             region.flag(slot).store(InSection.none.rawValue, ordering: .sequentiallyConsistent)
+            region.slot(slot, .updateProgress).store(0, ordering: .relaxed)
             region.slot(slot, .stateSince).store(now, ordering: .relaxed)
             region.slot(slot, .state).store(SlotState.unused.rawValue, ordering: .relaxed)
         }
@@ -43,8 +52,9 @@ extension StressRun {
     /// Picks the victim: stops random workers (`SIGSTOP`, then waits until stopped) until
     /// one has a thread inside a hold, and returns it still stopped. Looking at a running
     /// process would not do: with short holds it has left the section before the kill
-    /// lands. After 100 ms any mode will do, after 200 ms any worker.
-    func catchHolder(preferExclusive: Bool) -> Int? {
+    /// lands. A kill that prefers a writer mid-update takes any writer after 30 ms; after
+    /// 100 ms any holder will do, after 200 ms any (stopped) worker.
+    func catchHolder(preferMidUpdate: Bool) -> Int? {
         let searchStart = System.now()
         while true {
             let live = workerPIDs.indices.filter { workerPIDs[$0] != nil }
@@ -52,16 +62,20 @@ extension StressRun {
             let index = live[Int(random.next() % UInt64(live.count))]
             let pid = workerPIDs[index]!
             let waited = System.now() - searchStart
-            if waited > 200_000_000 { return index }
             kill(pid, SIGSTOP)
             if let ended = System.waitUntilStopped(pid) {
                 workerEnded(index: index, pid: pid, termination: ended)
                 continue
             }
-            let flags = slots(ofProcess: index).map { region.flag($0).load(ordering: .sequentiallyConsistent) }
-            let holding = preferExclusive && waited < 100_000_000
-                ? flags.contains(InSection.exclusive.rawValue)
-                : flags.contains { $0 != InSection.none.rawValue }
+            if waited > 200_000_000 { return index }
+            let victims = slots(ofProcess: index)
+            let holding = if preferMidUpdate && waited < 30_000_000 {
+                victims.contains { region.slotValue($0, .updateProgress) > 0 }
+            } else if preferMidUpdate && waited < 100_000_000 {
+                victims.contains { region.flag($0).load(ordering: .sequentiallyConsistent) == InSection.exclusive.rawValue }
+            } else {
+                victims.contains { region.flag($0).load(ordering: .sequentiallyConsistent) != InSection.none.rawValue }
+            }
             if holding { return index }
             kill(pid, SIGCONT)
         }

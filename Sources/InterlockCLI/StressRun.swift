@@ -1,7 +1,8 @@
-// The parent of a stress run: sets up the lock and the data region for the scope,
-// starts the workers, and watches them (deadline, progress line, --kill, watchdog).
+// The parent of a stress run: sets up the record (a `SharedLocked` whose lock is the
+// run's lock) and the data region for the scope, starts the workers, and watches them
+// (deadline, progress line, --kill, watchdog).
 //
-// In the fork scope the parent never starts a thread: the lock and the region are made
+// In the fork scope the parent never starts a thread: the record and the region are made
 // before the first fork(), and replacements after a kill are forked from the same quiet
 // single-threaded parent.
 
@@ -21,12 +22,15 @@ struct CrashCounts {
     var killedWhileExclusive = 0
     /// Killed shared holders whose share was provably reclaimed: a writer entered later.
     var sharedReclaimed = 0
+    /// Kills that caught a writer with part of its new record written.
+    var killedMidUpdate = 0
 }
 
 /// One stress run, from setup to the report.
 final class StressRun {
     let config: StressConfig
-    let lock: SharedLock
+    /// The record writers write and readers verify; its lock is the run's lock.
+    let record: SharedLocked<StressRecord>
     let region: StressRegion
     private let lockName: String?
     private let removeLockAtEnd: Bool
@@ -43,22 +47,22 @@ final class StressRun {
     private var stuck: [String]?
     private var interrupted = false
 
-    /// Creates the lock and the data region (before any worker exists).
+    /// Creates the record, its lock, and the data region (before any worker exists).
     init(config: StressConfig) throws(StressSetupError) {
         self.config = config
         random = SplitMix64(state: config.seed ^ 0x5EED)
         workerPIDs = Array(repeating: nil, count: config.processes)
         let setup = try Setup(config: config)
-        lock = setup.lock
+        record = setup.record
         region = setup.region
         lockName = setup.lockName
         removeLockAtEnd = setup.createdLock
         dataSegmentName = setup.dataSegmentName
     }
 
-    /// The lock and region of a run, per scope.
+    /// The record (with the lock) and region of a run, per scope.
     private struct Setup {
-        var lock: SharedLock
+        var record: SharedLocked<StressRecord>
         var region: StressRegion
         var lockName: String?
         var createdLock = false
@@ -69,12 +73,12 @@ final class StressRun {
             do throws(InterlockError) {
                 switch config.scope {
                 case .threads:
-                    lock = SharedLock()
+                    record = SharedLocked(StressRecord.initial)
                 case .fork:
-                    lock = try SharedLock.forkShared(capacity: max(64, 2 * config.processes))
+                    record = try SharedLocked.forkShared(StressRecord.initial, capacity: max(64, 2 * config.processes))
                 case .named:
                     let name = config.name ?? "stress-\(getpid())"
-                    (lock, createdLock) = try Setup.namedLock(name, capacity: max(64, 2 * config.processes))
+                    (record, createdLock) = try Setup.namedRecord(name, capacity: max(64, 2 * config.processes))
                     lockName = name
                 }
             } catch {
@@ -100,18 +104,19 @@ final class StressRun {
             }
         }
 
-        /// Creates the named lock, or opens it when it exists (then the run leaves it).
-        static func namedLock(_ name: String, capacity: Int) throws(InterlockError) -> (SharedLock, created: Bool) {
+        /// Creates the named lock with its record, or opens it when it exists (then the
+        /// run leaves it; a lock without a stress record is `incompatibleSegment`).
+        static func namedRecord(_ name: String, capacity: Int) throws(InterlockError) -> (SharedLocked<StressRecord>, created: Bool) {
             var options = NamedLockOptions()
             options.capacity = capacity
             options.creation = .createOnly
             do throws(InterlockError) {
-                return (try LockTarget(name).open(options), true)
+                return (try LockTarget(name).openRecord(options), true)
             } catch {
                 guard error == .alreadyExists(name: name) else { throw error }
             }
             options.creation = .openOnly
-            return (try LockTarget(name).open(options), false)
+            return (try LockTarget(name).openRecord(options), false)
         }
     }
 
@@ -133,7 +138,7 @@ final class StressRun {
         var report = StressReport(config: config, region: region, lockName: lockName,
                                   elapsedNanoseconds: end - start, crash: crash, failures: failures,
                                   stuck: stuck, interrupted: interrupted)
-        report.lockReclaimedHolders = lock.snapshot()?.recoveries
+        report.lockReclaimedHolders = record.snapshot()?.recoveries
         cleanUp()
         return report
     }
@@ -144,14 +149,14 @@ final class StressRun {
         switch config.scope {
         case .threads:
             for slot in 0..<config.threadsPerProcess {
-                let workload = StressWorkload(region: region, lock: lock, slot: slot, parentPID: nil)
+                let workload = StressWorkload(region: region, record: record, slot: slot, parentPID: nil)
                 threads.append(try System.startThread { workload.run() })
             }
         case .fork:
             let pid = try System.forkProcess()
             if pid == 0 {
                 System.ignoreInterrupts()
-                StressRun.runWorkerProcess(region: region, lock: lock, processIndex: index, parentPID: parentPID)
+                StressRun.runWorkerProcess(region: region, record: record, processIndex: index, parentPID: parentPID)
             }
             workerPIDs[index] = pid
         case .named:
@@ -163,11 +168,11 @@ final class StressRun {
 
     /// The body of a worker process (a fork child, or `interlock stress-worker`): one
     /// thread per slot of process `processIndex`; exits when they are done.
-    static func runWorkerProcess(region: StressRegion, lock: SharedLock, processIndex: Int, parentPID: pid_t) -> Never {
+    static func runWorkerProcess(region: StressRegion, record: SharedLocked<StressRecord>, processIndex: Int, parentPID: pid_t) -> Never {
         let perProcess = Int(region.get(.threadsPerProcess))
         var threads: [pthread_t] = []
         for slot in processIndex * perProcess..<(processIndex + 1) * perProcess {
-            let workload = StressWorkload(region: region, lock: lock, slot: slot, parentPID: parentPID)
+            let workload = StressWorkload(region: region, record: record, slot: slot, parentPID: parentPID)
             do {
                 threads.append(try System.startThread { workload.run() })
             } catch {
@@ -265,7 +270,7 @@ final class StressRun {
             let since = now &- region.slotValue(slot, .stateSince)
             lines.append("pid \(region.slotValue(slot, .pid)) thread \(region.slotValue(slot, .threadIndex)) (slot \(slot)): \(state.label) for \(Format.duration(since))")
         }
-        if let snapshot = lock.snapshot() {
+        if let snapshot = record.snapshot() {
             lines.append("lock state word \(Format.hex(snapshot.stateWord)): \(Format.decode(snapshot))")
             for holder in snapshot.holders {
                 lines.append("lock holder pid \(holder.pid): \(holder.mode.rawValue), \(holder.isAlive ? "alive" : "dead")")

@@ -15,13 +15,19 @@
 //   A check reads the epoch before and after: if a kill window overlapped it, what it
 //   saw may be a dead holder's flag and is excused. Outside such windows every flag
 //   belongs to a live holder.
-// * The record. A writer stores a dirty token (slot, incarnation), then a new sequence
-//   number, the data words (a function of the sequence) and a checksum, then clears
-//   the token. A reader that sees the token clear, consistent words, and the same token
-//   and sequence afterwards has read a whole record. A token left by a writer whose
-//   incarnation is over (or during a kill window) means the writer died mid-record: a
-//   reader excuses it; the next exclusive holder must have been told
-//   `previousHolderDied` (else `ownerDeathNotReported`), and rewrites the record.
+// * The record, a crash-atomic `SharedLocked<StressRecord>` whose lock is the run's
+//   lock. A reader checks it in its shared hold (consistent, and unchanged to the end
+//   of the hold); a writer checks it before writing the next one word by word, with
+//   overlap checks between the words. Any inconsistency is a torn record: with
+//   crash-atomic values even a writer killed mid-update must leave none.
+// * Dead writers. Around its update a writer stores its token (slot, incarnation) in the
+//   region's `updateToken` (not crash-atomic), and clears it after the last word. A
+//   token left by a writer whose incarnation is over (or during a kill window) means the
+//   writer died inside `withExclusive`: the next writer must be told
+//   `previousWriterDied` (else `ownerDeathNotReported`). A live writer's token is an
+//   overlap. And no more writers may be told `previousWriterDied` than workers were
+//   killed waiting for or holding exclusive mode (else `spuriousOwnerDeath`; the
+//   parent counts those before each kill).
 
 import Glibc
 import Interlock
@@ -52,7 +58,8 @@ struct SplitMix64 {
 /// is done, checking the invariants inside every hold.
 struct StressWorkload: Sendable {
     let region: StressRegion
-    let lock: SharedLock
+    /// The record, and through it the run's lock.
+    let record: SharedLocked<StressRecord>
     let slot: Int
     /// The process that must stay our parent (process scopes); a worker whose parent
     /// died exits instead of hammering on forever.
@@ -110,15 +117,16 @@ struct StressWorkload: Sendable {
     private func sharedOperation(hold: UInt64) {
         let start = System.now()
         setState(.waitingShared, at: start)
-        lock.withShared {
+        record.withShared { value in
             let acquired = System.now()
             recordLatency(acquired &- start, exclusive: false)
             setState(.holdingShared, at: acquired)
             region.flag(slot).store(InSection.shared.rawValue, ordering: .sequentiallyConsistent)
             var seen = SeenViolations()
+            let sequence = value.sequence
             repeat {
                 checkAsReader(&seen)
-                checkRecordAsReader(&seen)
+                if !value.isWhole || value.sequence != sequence { seen.report(.tornRecord, region: region, slot: slot) }
             } while System.now() &- acquired < hold
             // Counted inside the hold: an exclusive count that grows after a shared holder
             // was killed proves the dead share was reclaimed (see `StressRun`).
@@ -143,65 +151,61 @@ struct StressWorkload: Sendable {
         }
     }
 
-    private func checkRecordAsReader(_ seen: inout SeenViolations) {
-        switch region.readRecord() {
-        case .whole:
-            break
-        case .torn:
-            seen.report(.tornRecord, region: region, slot: slot)
-        case .dirty(let token, let epochBefore):
-            if writerIsDead(token: token, epochBefore: epochBefore) {
-                if !seen.contains(SeenViolations.excusedOnce) {
-                    seen.insert(SeenViolations.excusedOnce)
-                    region.header(.deadWriterRecordsExcused).add(1, ordering: .relaxed)
-                }
-            } else {
-                seen.report(.tornRecord, region: region, slot: slot)
-            }
-        }
-    }
-
     // MARK: Exclusive
 
     private func exclusiveOperation(hold: UInt64, token: UInt64) {
         let start = System.now()
         setState(.waitingExclusive, at: start)
-        lock.withExclusive {
+        record.withExclusive { value in
             let acquired = System.now()
             recordLatency(acquired &- start, exclusive: true)
             setState(.holdingExclusive, at: acquired)
             region.flag(slot).store(InSection.exclusive.rawValue, ordering: .sequentiallyConsistent)
             var seen = SeenViolations()
-            let died = lock.previousHolderDied
-            if died {
-                region.header(.previousHolderDiedObserved).add(1, ordering: .relaxed)
-                if region.header(.killEpoch).load(ordering: .sequentiallyConsistent) == 0 {
-                    seen.report(.spuriousOwnerDeath, region: region, slot: slot)
-                }
-            }
+            checkDeadWriter(&seen)
             checkAsWriter(&seen)
-            switch region.readRecord() {
-            case .whole:
-                break
-            case .torn:
-                seen.report(.tornRecord, region: region, slot: slot)
-            case .dirty(let dirtyToken, let epochBefore):
-                if writerIsDead(token: dirtyToken, epochBefore: epochBefore) {
-                    region.header(.deadWriterRecordsRepaired).add(1, ordering: .relaxed)
-                    if !died { seen.report(.ownerDeathNotReported, region: region, slot: slot) }
-                } else {
-                    seen.report(.tornRecord, region: region, slot: slot)
-                }
+            if !value.isWhole { seen.report(.tornRecord, region: region, slot: slot) }
+            // The update, word by word, with the hold's busy work (overlap checks) spread
+            // between the words: a kill that catches this writer usually lands here.
+            region.header(.updateToken).store(token, ordering: .sequentiallyConsistent)
+            let progress = region.slot(slot, .updateProgress)
+            let perWord = hold / UInt64(StressRecord.wordCount)
+            value.writeNext { written in
+                progress.store(UInt64(written), ordering: .relaxed)
+                repeat {
+                    checkAsWriter(&seen)
+                } while System.now() &- acquired < perWord &* UInt64(written)
             }
-            region.writeRecord(token: token)
+            progress.store(0, ordering: .relaxed)
+            region.header(.updateToken).store(0, ordering: .sequentiallyConsistent)
             while System.now() &- acquired < hold {
                 checkAsWriter(&seen)
-                if region.readRecord() != .whole { seen.report(.tornRecord, region: region, slot: slot) }
             }
             region.slot(slot, .opsExclusive).add(1, ordering: .relaxed)
             region.flag(slot).store(InSection.none.rawValue, ordering: .sequentiallyConsistent)
         }
         setState(.idle)
+    }
+
+    /// Checks `previousWriterDied` against the update token a dead writer leaves behind,
+    /// and against the parent's count of workers killed around exclusive mode.
+    private func checkDeadWriter(_ seen: inout SeenViolations) {
+        let died = record.previousWriterDied
+        if died {
+            let observed = region.header(.previousHolderDiedObserved).pointee.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
+            if observed > region.header(.exclusiveKillCandidates).load(ordering: .sequentiallyConsistent) {
+                seen.report(.spuriousOwnerDeath, region: region, slot: slot)
+            }
+        }
+        let epochBefore = region.header(.killEpoch).load(ordering: .sequentiallyConsistent)
+        let left = region.header(.updateToken).load(ordering: .sequentiallyConsistent)
+        guard left != 0 else { return }
+        if writerIsDead(token: left, epochBefore: epochBefore) {
+            region.header(.deadWriterUpdatesSeen).add(1, ordering: .relaxed)
+            if !died { seen.report(.ownerDeathNotReported, region: region, slot: slot) }
+        } else {
+            seen.report(.exclusiveOverlap, region: region, slot: slot)
+        }
     }
 
     /// Looks for any other live holder.
@@ -214,7 +218,7 @@ struct StressWorkload: Sendable {
         if others && noKillWindow(since: epochBefore) { seen.report(.exclusiveOverlap, region: region, slot: slot) }
     }
 
-    // MARK: Record
+    // MARK: Dead writers
 
     /// Whether the writer that left `token` is dead: its slot has a new incarnation, or
     /// a kill window overlapped the check.
@@ -236,8 +240,6 @@ struct StressWorkload: Sendable {
 /// set: no allocation per operation.
 struct SeenViolations {
     var raw: UInt32 = 0
-    /// Marks that this hold already counted a dead writer's record.
-    static let excusedOnce = Violation.allCases.count
 
     func contains(_ bit: Int) -> Bool { raw & (1 << UInt32(bit)) != 0 }
     mutating func insert(_ bit: Int) { raw |= 1 << UInt32(bit) }

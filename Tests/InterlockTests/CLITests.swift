@@ -58,6 +58,7 @@ struct CLITests {
         let result = try CLIRunner.run(["stress", "--scope", "fork", "--duration", "300ms"])
         #expect(result.status == 0, "stderr: \(result.stderr)")
         #expect(result.stdout.contains("violations: 0"))
+        #expect(result.stdout.contains("torn records: 0"))
         #expect(result.stdout.contains("result: ok"))
         #expect(result.stdout.contains("p99.9"))
         // Not a terminal: no progress line (carriage returns) anywhere.
@@ -65,16 +66,23 @@ struct CLITests {
         #expect(!result.stdout.contains("\r"))
     }
 
-    @Test("a --kill run records crash recoveries and no violation", arguments: ["fork", "named"])
+    @Test("a --kill run records crash recoveries, no torn record and no violation", arguments: ["fork", "named"])
     func killRunRecovers(scope: String) throws {
         let result = try CLIRunner.run(["stress", "--scope", scope, "--kill", "--kill-every", "50ms",
                                   "--duration", "2s", "--json"])
         #expect(result.status == 0, "stderr: \(result.stderr)")
         let report = try result.jsonObject()
         #expect(report["violations"] as? Int == 0, "report: \(result.stdout)")
+        // The record is a crash-atomic SharedLocked: writers killed mid-update leave none torn.
+        #expect(report["tornRecords"] as? Int == 0, "report: \(result.stdout)")
+        #expect((report["violationKinds"] as? [String: Any])?["tornRecord"] as? Int == 0)
         #expect((report["recoveries"] as? Int ?? 0) >= 1, "report: \(result.stdout)")
         let crash = report["crash"] as? [String: Any]
-        #expect((crash?["kills"] as? Int ?? 0) >= 1)
+        let kills = crash?["kills"] as? Int ?? 0
+        #expect(kills >= 1)
+        #expect((crash?["killedMidUpdate"] as? Int ?? -1) <= (crash?["killedWhileExclusive"] as? Int ?? 0))
+        // Every writer told previousWriterDied follows a killed worker.
+        #expect((crash?["previousHolderDiedObserved"] as? Int ?? .max) <= kills)
         #expect((report["ops"] as? Int ?? 0) > 0)
     }
 
