@@ -77,6 +77,8 @@
  *   ONESHOT          each process does one acquire/release, then stays idle (small models)
  *   NOPARK           waiters do not set `parked` (fewer states; wake-ups are abstracted anyway)
  *   NO_OWNERSHIP     do not check invariants (6)/(7), to search on for their consequences
+ *   SPEC_RECOUNT     recover()'s recount as first specified: it does not wait for in-flight
+ *                    locked entries again (UNSAFE, see step 4 of Recovery below)
  *   REGISTER_CHECK_FIRST  register() as first specified: skip if mode != idle, skip if
  *                    locked, then try-lock — the checks precede the lock (UNSAFE, see
  *                    register() below).  Default: try-lock first, then read the mode
@@ -578,14 +580,24 @@ end:    do
               fi
            od;
            /* 4. recount from the entries whose byte is locked, one entry per step (a
-            *    lock query and a mode load; while frozen a locked entry's mode & MODEMASK
-            *    cannot change, so their order does not matter); `seen` remembers which
-            *    slots were judged live, for the ghost check at publish. */
+            *    lock query and a mode load: while frozen, a live entry's mode & MODEMASK
+            *    and a dead entry's whole mode cannot change, so their order does not
+            *    matter); `seen` remembers which slots were judged live, for the ghost
+            *    check at publish.
+            *    Unless SPEC_RECOUNT, the recount waits (again) while the entry is in
+            *    flight and locked: after the settle step passed a dead in-flight entry
+            *    (unlocked), a registrant may try-lock it before the recount reads it
+            *    (and unlock it again: not idle); its in-flight mode is not what the dead
+            *    process contributes, so counting it as live corrupts the word. */
            i = 0;
            do
            :: i == NENT -> break
            :: i < NENT ->
-              d_step {
+              if
+              :: d_step {
+#ifndef SPEC_RECOUNT
+                  ((mode[i] & INF) == 0 || !LIVE_SLOT(i));
+#endif
                   if
                   :: LIVE_SLOT(i) ->
                      seen = seen | (1 << i);
@@ -599,7 +611,14 @@ end:    do
                      if :: mode[i] != IDLE -> deadents = deadents | (1 << i) :: else fi
                   fi;
                   i++
-              }
+                 }
+#if defined(SETTLE_TIMEOUT) && !defined(SPEC_RECOUNT)
+              :: ((mode[i] & INF) != 0 && LIVE_SLOT(i)) ->   /* settleDeadline */
+                 state = state & ~REC;
+                 d_step { recS = 0; recE = 0 };
+                 goto done
+#endif
+              fi
            od;
            i = 0;
 #ifndef FIX_PUBLISH_FIRST
