@@ -210,8 +210,8 @@ bool odPending;            /* an exclusive holder died; the next take must repor
 #ifdef LOOSE_RECOVER
 #define RECOVER_NEEDED (ndead > 0)
 #else
-#define RECOVER_NEEDED (((state & REC) != 0 && (recS == 0 || (!ISME && !RALIVE))) \
-    || DEADBUSY(0) || DEADBUSY(1) || DEADBUSY(2) || DEADBUSY(3) || DEADBUSY(4))
+#define RECOVER_NEEDED ((state & REC) != 0 -> (recS == 0 || (!ISME && !RALIVE)) \
+    : (DEADBUSY(0) || DEADBUSY(1) || DEADBUSY(2) || DEADBUSY(3) || DEADBUSY(4)))
 #endif
 
 /* ---- invariants (checked in every reachable state by `monitor`) ----------------- */
