@@ -29,7 +29,7 @@ extra=(
 "deep|-DNPROC=3 -DMAXKILL=1|-DSAFETY -DHC4|-m2000000 -w31|3 processes, one death (hash-compact; very long, ~20 GB)"
 )
 # Extra -D flags for every check, e.g. the recovery as it was before publish-first:
-#   MODEL_FLAGS="-DOLD_RECOVERY" Tests/Model/check.sh settle-timeout          (fails)
+#   MODEL_FLAGS="-DOLD_RECOVERY" Tests/Model/check.sh settle-timeout   (failed on the pid-based model)
 # or a deliberately broken protocol (each must fail):
 #   MODEL_FLAGS="-DMUTANT_NO_EPOCH" Tests/Model/check.sh restart
 #   MODEL_FLAGS="-DMUTANT_PID_LIVENESS" Tests/Model/check.sh restart
