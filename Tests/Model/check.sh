@@ -21,14 +21,21 @@ configs=(
 "liveness|-DNPROC=3 -DLIVE -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26|LTL + weak fairness: a waiting writer eventually holds the lock while 2 readers keep cycling"
 "liveness-recovery|-DNPROC=2 -DLIVE -DPREDEAD -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26|the same when a third process died in any of 9 states (recovery must run)"
 "register|-DNPROC=2 -DREGISTER -DPDV=0 -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|Segment.register() reusing a dead idle entry while a recovery runs"
-"settle-timeout|-DNPROC=3 -DPREDEAD -DPDV=0 -DMAXKILL=1 -DKILLONLY=0 -DSETTLE_TIMEOUT -DNWRITERS=2 -DNOPARK -DONESHOT|-DSAFETY -DCOLLAPSE|-m1000000 -w27|recover() giving up on a stuck in-flight process after taking over from a dead recoverer"
+"register-kill|-DNPROC=2 -DREGISTER -DPDV=0 -DMAXKILL=1 -DKILLONLY=0 -DONESHOT -DNOPARK|-DSAFETY -DCOLLAPSE|-m1000000 -w26|register() racing a live process that acquires and dies (REGISTER_CHECK_FIRST fails here)"
+"restart|-DNPROC=2 -DPREDEAD -DPDV=1 -DMAXKILL=1 -DMAXRESTART=1 -DNWRITERS=1 -DNOPARK -DONESHOT|-DSAFETY -DBITSTATE|-m1000000 -w32 -k3|a killed process (the recoverer, a holder, ...) is replaced by a new one that registers, possibly into its slot; recovery is taken over (bitstate: >160M states exhaustively)"
+"settle-timeout|-DNPROC=3 -DPREDEAD -DPDV=0 -DMAXKILL=1 -DKILLONLY=0 -DSETTLE_TIMEOUT -DNWRITERS=2 -DNOPARK -DONESHOT|-DSAFETY -DBITSTATE|-m1000000 -w32 -k3|recover() giving up on a stuck in-flight process after taking over from a dead recoverer"
 )
 extra=(
 "deep|-DNPROC=3 -DMAXKILL=1|-DSAFETY -DHC4|-m2000000 -w31|3 processes, one death (hash-compact; very long, ~20 GB)"
 )
-# Extra -D flags for every check, e.g. the recovery as it was before its two fixes:
-#   MODEL_FLAGS="-DOLD_RECOVERY" Tests/Model/check.sh register settle-timeout   (both fail)
+# Extra -D flags for every check, e.g. the recovery as it was before publish-first:
+#   MODEL_FLAGS="-DOLD_RECOVERY" Tests/Model/check.sh settle-timeout   (failed on the pid-based model)
+# or a deliberately broken protocol (each must fail):
+#   MODEL_FLAGS="-DMUTANT_NO_EPOCH" Tests/Model/check.sh restart
+#   MODEL_FLAGS="-DMUTANT_PID_LIVENESS" Tests/Model/check.sh restart
+#   MODEL_FLAGS="-DREGISTER_CHECK_FIRST" Tests/Model/check.sh register-kill
 extra_flags=${MODEL_FLAGS:-}
+memlim=${MEMLIM:-7800}     # MB per pan run (pan stops and the check fails if it needs more)
 
 want=("$@")
 selected() {
@@ -44,7 +51,7 @@ run() {
     echo "== $name: $what"
     echo "   spin $sdefs -a interlock.pml; gcc -O2 $cflags pan.c; ./pan $pflags"
     ( cd "$dir" && spin $sdefs -a interlock.pml >spin.log 2>&1 ) || { cat "$dir/spin.log"; status=1; return; }
-    ( cd "$dir" && gcc -O2 -w $cflags -o pan pan.c >gcc.log 2>&1 ) || { cat "$dir/gcc.log"; status=1; return; }
+    ( cd "$dir" && gcc -O2 -w -DMEMLIM=$memlim $cflags -o pan pan.c >gcc.log 2>&1 ) || { cat "$dir/gcc.log"; status=1; return; }
     local t0=$(date +%s.%N)
     ( cd "$dir" && ./pan $pflags >pan.log 2>&1 )
     local t1=$(date +%s.%N)
@@ -58,8 +65,8 @@ run() {
     if [ "${errors:-x}" != 0 ]; then
         status=1
         echo "   FAILED — trail: (cd $dir && spin $sdefs -t -p -g interlock.pml)"
-    elif grep -q "max search depth too small" "$log"; then
-        status=1; echo "   FAILED — search depth too small"
+    elif grep -q -E "max search depth too small|out of memory|ran out of memory" "$log"; then
+        status=1; echo "   FAILED — search incomplete (depth or memory)"
     fi
 }
 
