@@ -215,6 +215,34 @@ struct SharedValueProcessTests {
         }
     }
 
+    /// The death notice belongs to the value, not to the lock: a plain `SharedLock` on the
+    /// same name taking the lock in between (and being told `previousHolderDied`) leaves it
+    /// for the array's next writer.
+    @Test func plainLockInBetweenDoesNotSwallowTheNotice() async {
+        await #expect(processExitsWith: .success) {
+            alarm(30)
+            let name = TestLocks.uniqueName("notice")
+            let array = try! SharedLockedArray<UInt64>(named: name, count: 64, repeating: 0, mode: .inPlace)
+            let started = sharedFlag()
+            let pid = Proc.forkChild {
+                array.withExclusive { w, _ in
+                    for i in 0..<32 { w[i] = 1 }
+                    started.pointee.store(1, ordering: .releasing)
+                    while true { pause() }
+                }
+            }
+            Proc.waitFor("the writer to tear the array") { started.pointee.load(ordering: .acquiring) == 1 }
+            kill(pid, SIGKILL)
+            _ = Proc.reap(pid)
+            let plain = try! SharedLock(named: name)
+            plain.withExclusive { if !plain.previousHolderDied { Proc.fail("the plain lock was not told") } }
+            array.withExclusive { _, died in if !died { Proc.fail("the array's next writer was not told") } }
+            array.withExclusive { _, died in if died { Proc.fail("told twice") } }
+            TestLocks.cleanUp(name)
+            exit(0)
+        }
+    }
+
     /// Threads scope: a child forked while another parent thread was writing the array
     /// tells its first writer (`previousWriterDied`), once.
     @Test func threadsScopeArrayTornByForkIsReported() async {

@@ -55,6 +55,9 @@ public final class SharedLocked<Value> {
     /// One relaxed load per access; a mismatch (the first access in a fork child)
     /// checks the parent's lock state, out of line.
     @usableFromInline let checkedGeneration: Atomic<UInt64>
+    /// What the current exclusive hold found: the previous writer died mid-update
+    /// (process scopes; set and cleared around the writer's closure, read inside it).
+    @usableFromInline let writerDied = Atomic<Bool>(false)
 
     /// Wraps `value`.
     public init(_ value: Value) {
@@ -80,15 +83,17 @@ public final class SharedLocked<Value> {
     /// ``SharedLock/snapshot()``).
     public func snapshot() -> LockSnapshot? { lock.snapshot() }
 
-    /// Whether the previous writer died inside its exclusive hold.
+    /// Whether the previous writer died in the middle of its update.
     ///
     /// Read it inside ``withExclusive(_:)`` (or its other forms): true in the first
-    /// exclusive hold after a process died holding exclusive mode (process scopes; it is
-    /// the lock's ``SharedLock/previousHolderDied``). The value is still the last
-    /// committed one — the dead writer's changes were not committed — so this is for
-    /// information (logging, or redoing the lost update). Always false in the threads
-    /// scope and outside an exclusive hold.
-    public var previousWriterDied: Bool { lock.previousHolderDied }
+    /// exclusive hold after a writer's process died between the start of its update and
+    /// its commit (process scopes). The value is still the last committed one — the dead
+    /// writer's change was not committed — so this is for information (logging, or
+    /// redoing the lost update). A writer that died *after* committing is not reported:
+    /// its change was kept. The notice belongs to the value: a plain ``SharedLock`` opened
+    /// on the same name (which is told ``SharedLock/previousHolderDied``) does not take
+    /// it. Always false in the threads scope and outside an exclusive hold.
+    public var previousWriterDied: Bool { writerDied.load(ordering: .relaxed) }
 
     /// Runs `body` with read access to the value, under shared mode.
     ///
@@ -190,7 +195,11 @@ public final class SharedLocked<Value> {
     func write<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
         if let region {
             // Invariant: as in `read`, and exclusive mode is held (only we write).
-            return try region.update(as: Value.self) { (copy) throws(E) -> R in try body(&copy.pointee) }
+            return try region.update(as: Value.self) { (copy, died) throws(E) -> R in
+                writerDied.store(died, ordering: .relaxed)
+                defer { writerDied.store(false, ordering: .relaxed) }
+                return try body(&copy.pointee)
+            }
         }
         checkNotPoisoned()
         return try body(&value)

@@ -81,7 +81,7 @@ public final class SharedLockedArray<Element: BitwiseCopyable> {
     /// and the children it forks afterwards; each child uses the array it inherited.
     ///
     /// - Parameters:
-    ///   - count: the number of elements (at least 1; at most 1 GiB of them).
+    ///   - count: the number of elements (at least 1; at most 1 GiB of bytes in all).
     ///   - element: the initial value of every element.
     ///   - mode: ``SharedValueMode/crashAtomic`` (default) or ``SharedValueMode/inPlace``.
     ///   - capacity: how many processes can use it at once (1…4095).
@@ -105,7 +105,7 @@ public final class SharedLockedArray<Element: BitwiseCopyable> {
     ///
     /// - Parameters:
     ///   - name: 1 to 200 bytes, without `/`.
-    ///   - count: the number of elements (at least 1; at most 1 GiB of them).
+    ///   - count: the number of elements (at least 1; at most 1 GiB of bytes in all).
     ///   - element: the initial value of every element, if this call creates the lock.
     ///   - mode: ``SharedValueMode/crashAtomic`` (default) or ``SharedValueMode/inPlace``.
     ///   - options: creation mode, permissions, capacity and layout tag.
@@ -128,7 +128,7 @@ public final class SharedLockedArray<Element: BitwiseCopyable> {
     ///
     /// - Parameters:
     ///   - path: the lock file's path.
-    ///   - count: the number of elements (at least 1; at most 1 GiB of them).
+    ///   - count: the number of elements (at least 1; at most 1 GiB of bytes in all).
     ///   - element: the initial value of every element, if this call creates the file.
     ///   - mode: ``SharedValueMode/crashAtomic`` (default) or ``SharedValueMode/inPlace``.
     ///   - options: creation mode, permissions, capacity and layout tag.
@@ -184,10 +184,13 @@ public final class SharedLockedArray<Element: BitwiseCopyable> {
     /// ``SharedValueMode/inPlace`` mode they are made in place as `body` runs.
     ///
     /// - Parameter body: changes the elements. Its second argument, `previousWriterDied`,
-    ///   is true in the first exclusive hold after a writer died inside its hold (the
-    ///   lock's ``SharedLock/previousHolderDied``): in place, the data may be torn and
-    ///   `body` should repair it; crash-atomic, the data is the last committed one and the
-    ///   flag is for information.
+    ///   is true in the first exclusive hold after a writer died in the middle of its
+    ///   update (from its start to its commit; the notice belongs to the array, so a plain
+    ///   `SharedLock` on the same name does not take it): in place, the data may be torn
+    ///   and `body` should repair it; crash-atomic, the data is the last committed one and
+    ///   the flag is for information.
+    /// - Warning: Do not `fork()` inside `body`: the child returns into the parent's
+    ///   hold and its writes land in the parent's copy (the child never commits it).
     /// - Returns: what `body` returns.
     @inlinable
     public func withExclusive<R, E: Error>(
@@ -266,13 +269,13 @@ public final class SharedLockedArray<Element: BitwiseCopyable> {
     /// Writes a copy (or in place) and commits; the caller holds exclusive mode.
     @inlinable @inline(__always)
     func write<R, E: Error>(_ body: (inout MutableSpan<Element>, _ previousWriterDied: Bool) throws(E) -> R) throws(E) -> R {
-        var died = lock.previousHolderDied
-        if _slowPath(checkedGeneration.load(ordering: .relaxed) != Fork.currentGeneration) { died = checkAfterFork() || died }
+        var cutByFork = false
+        if _slowPath(checkedGeneration.load(ordering: .relaxed) != Fork.currentGeneration) { cutByFork = checkAfterFork() }
         let count = self.count
-        return try region.update(as: Element.self) { (first) throws(E) -> R in
+        return try region.update(as: Element.self) { (first, died) throws(E) -> R in
             // Invariant: as in `read`; exclusive mode is held, so nobody else writes.
             var span = UnsafeMutableBufferPointer(start: first, count: count).mutableSpan
-            return try body(&span, died)
+            return try body(&span, died || cutByFork)
         }
     }
 

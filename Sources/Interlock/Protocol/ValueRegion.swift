@@ -96,8 +96,13 @@ struct ValueLayout: Equatable {
 /// or writes (see `Segment`, "Trust").
 ///
 /// Copies: `copies` (1 or 2) blocks of `valueSize` bytes, `copyStride` apart, from
-/// `first`. With two copies, the header's `committed` word (bit 0) names the copy that
-/// holds the value; the other is scratch for the next writer:
+/// `first`. The header's `committed` word: bit 0 names the copy that holds the value (two
+/// copies; the other is scratch for the next writer), bit 1 (`writing`) is set while a
+/// writer's update is under way — set before its first byte is written, cleared by its
+/// commit (or when it throws). A writer that finds `writing` set knows the previous
+/// writer died mid-update (`previousWriterDied`), whoever else took the lock in between
+/// (a plain `SharedLock` on the same name takes the lock's own `previousHolderDied`), and
+/// a writer that died after its commit is not reported: its change was kept.
 /// - readers (shared mode) read the committed copy;
 /// - a writer (exclusive mode) copies the committed copy over the other one, runs its
 ///   closure on that one, and on normal return publishes it with one release store of
@@ -121,6 +126,9 @@ struct ValueRegion: @unchecked Sendable {
     @usableFromInline let indexMask: UInt32
     @usableFromInline let committed: UnsafeMutablePointer<Atomic<UInt32>>
 
+    /// Bit 1 of `committed`: an update is under way (see the type's description).
+    @usableFromInline static let writing: UInt32 = 2
+
     @usableFromInline init(first: UnsafeMutableRawPointer, copyStride: Int, valueSize: Int, copies: Int,
                            committed: UnsafeMutablePointer<Atomic<UInt32>>) {
         self.first = first
@@ -138,21 +146,35 @@ struct ValueRegion: @unchecked Sendable {
         return (first + index * copyStride).assumingMemoryBound(to: T.self)
     }
 
-    /// Runs `body` on the copy to write, and commits it if `body` returns (see the
-    /// type's description). Call under exclusive mode only.
+    /// Runs `body` on the copy to write — passing whether the previous writer died
+    /// mid-update — and commits it if `body` returns (see the type's description). Call
+    /// under exclusive mode only.
     @inlinable
-    func update<T, R, E: Error>(as _: T.Type, _ body: (UnsafeMutablePointer<T>) throws(E) -> R) throws(E) -> R {
-        if indexMask == 0 { return try body(first.assumingMemoryBound(to: T.self)) }
+    func update<T, R, E: Error>(
+        as _: T.Type, _ body: (UnsafeMutablePointer<T>, _ previousWriterDied: Bool) throws(E) -> R
+    ) throws(E) -> R {
         // Under exclusive mode nobody else writes `committed`: a relaxed load is enough.
-        let current = Int(committed.pointee.load(ordering: .relaxed) & 1)
-        let source = first + current * copyStride, target = first + (1 - current) * copyStride
-        target.copyMemory(from: source, byteCount: valueSize)
+        let word = committed.pointee.load(ordering: .relaxed)
+        let died = word & ValueRegion.writing != 0
+        let current = word & indexMask
+        committed.pointee.store(current | ValueRegion.writing, ordering: .relaxed)
+        // The mark reaches memory before any byte of the update does.
+        atomicMemoryFence(ordering: .releasing)
+        let target = first + Int(current ^ indexMask) * copyStride  // the only copy, in place
+        if indexMask != 0 { target.copyMemory(from: first + Int(current) * copyStride, byteCount: valueSize) }
         let generation = Fork.currentGeneration
-        let result = try body(target.assumingMemoryBound(to: T.self))
+        let result: R
+        do throws(E) {
+            result = try body(target.assumingMemoryBound(to: T.self), died)
+        } catch {
+            // Not a death: nothing is committed (two copies), and the mark goes.
+            if Fork.currentGeneration == generation { committed.pointee.store(current, ordering: .releasing) }
+            throw error
+        }
         // A fork child that resumed inside its parent's hold (`body` forked) returns here
         // too: the hold and the copy are the parent's, so only the parent commits.
         if _fastPath(Fork.currentGeneration == generation) {
-            committed.pointee.store(UInt32(1 - current), ordering: .releasing)
+            committed.pointee.store(current ^ indexMask, ordering: .releasing)
         }
         return result
     }
