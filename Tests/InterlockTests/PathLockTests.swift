@@ -244,3 +244,31 @@ struct PathLockTests {
         #expect(access(path, F_OK) == 0, "\(label) was deleted")
     }
 }
+
+@Suite("A lock file that does not fit", .serialized, .timeLimit(.minutes(1)))
+struct NoRoomTests {
+    /// Runs a command and returns its exit status.
+    static func run(_ argv: [String]) -> Int32 {
+        var pid: pid_t = 0
+        let args = argv.map { strdup($0) } + [nil]
+        defer { args.forEach { free($0) } }
+        guard posix_spawn(&pid, argv[0], nil, nil, args, environ) == 0 else { return -1 }
+        return Proc.reap(pid)
+    }
+
+    @Test("a shared value too large for its file system is an error, not a SIGBUS, and leaves no file")
+    func noRoom() throws {
+        try #require(geteuid() == 0, "mounting a small tmpfs needs root (CI runs as root)")
+        let dir = try TemporaryDirectory()
+        #expect(NoRoomTests.run(["/bin/mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", dir.path]) == 0)
+        defer { _ = NoRoomTests.run(["/bin/umount", dir.path]) }
+        let path = dir.file("big.lock")
+        let error = TestLocks.error { _ = try SharedLockedArray<UInt8>(path: path, count: 4_000_000, repeating: 1) }
+        guard case .systemCall(let call, let errno)? = error else {
+            Issue.record("expected a systemCall error, got \(String(describing: error))")
+            return
+        }
+        #expect(call.contains("posix_fallocate") && errno == ENOSPC, "\(call) \(errno)")
+        #expect(access(path, F_OK) != 0, "the half-made lock file was left behind")
+    }
+}

@@ -73,7 +73,7 @@ extension Segment {
         case .failure(let e): return .failure(.systemCall("memfd_create", errno: e.rawValue))
         case .success(let f): file = f
         }
-        if let e = Sys.setSize(file.fd, size) ?? Sys.sealSize(file.fd) {
+        if let e = Sys.setSize(file.fd, size) ?? Sys.reserve(file.fd, size) ?? Sys.sealSize(file.fd) {
             file.release()
             return .failure(.systemCall("ftruncate", errno: e.rawValue))
         }
@@ -173,6 +173,9 @@ extension Segment {
         // The creating call applied the umask; set exactly the mode asked for.
         if let e = Sys.setMode(file.fd, mode) { return fail(.systemCall("fchmod", errno: e.rawValue)) }
         if let e = Sys.setSize(file.fd, size) { return fail(.systemCall("ftruncate", errno: e.rawValue)) }
+        if let e = Sys.reserve(file.fd, size) {
+            return fail(.systemCall("posix_fallocate (no room for the lock on its file system)", errno: e.rawValue))
+        }
         switch Sys.mapShared(size: size, fd: file.fd) {
         case .failure(let e): return fail(.systemCall("mmap", errno: e.rawValue))
         case .success(let p):

@@ -128,6 +128,16 @@ enum Sys {
         }
     }
 
+    /// Allocates the file's first `size` bytes (`posix_fallocate`), so that writing the
+    /// mapping cannot fail later with `SIGBUS` on a full file system (tmpfs, `/dev/shm`).
+    static func reserve(_ fd: Int32, _ size: Int) -> Errno? {
+        while true {
+            let e = posix_fallocate(fd, 0, off_t(size))
+            if e == 0 { return nil }
+            if e != EINTR { return Errno(e) }
+        }
+    }
+
     static func setMode(_ fd: Int32, _ mode: mode_t) -> Errno? {
         fchmod(fd, mode) == 0 ? nil : Errno.current
     }
