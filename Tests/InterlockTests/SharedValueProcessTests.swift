@@ -188,23 +188,29 @@ struct SharedValueProcessTests {
         }
     }
 
+    /// Forks a writer of `array` that writes its first half, then kills it there (in an
+    /// exit test's process).
+    static func killWriterHalfway(_ array: SharedLockedArray<UInt64>) {
+        let started = sharedFlag()
+        let pid = Proc.forkChild {
+            array.withExclusive { w, _ in
+                for i in 0..<w.count / 2 { w[i] = 1 }
+                started.pointee.store(1, ordering: .releasing)
+                while true { pause() }
+            }
+        }
+        Proc.waitFor("the writer to tear the array") { started.pointee.load(ordering: .acquiring) == 1 }
+        kill(pid, SIGKILL)
+        _ = Proc.reap(pid)
+    }
+
     /// An in-place array torn by a killed writer: readers may see the tear, and the next
     /// writer's closure is told so that it can repair.
     @Test func inPlaceArrayTornByAKilledWriterIsReported() async {
         await #expect(processExitsWith: .success) {
             alarm(30)
             let array = try! SharedLockedArray<UInt64>.forkShared(count: 64, repeating: 0, mode: .inPlace)
-            let started = sharedFlag()
-            let pid = Proc.forkChild {
-                array.withExclusive { w, _ in
-                    for i in 0..<32 { w[i] = 1 }
-                    started.pointee.store(1, ordering: .releasing)
-                    while true { pause() }
-                }
-            }
-            Proc.waitFor("the writer to tear the array") { started.pointee.load(ordering: .acquiring) == 1 }
-            kill(pid, SIGKILL)
-            _ = Proc.reap(pid)
+            SharedValueProcessTests.killWriterHalfway(array)
             if !array.withShared({ s in s[0] == 1 && s[63] == 0 }) { Proc.fail("expected the torn array in place") }
             array.withExclusive { w, died in
                 if !died { Proc.fail("the next writer was not told that the writer died") }
@@ -223,17 +229,7 @@ struct SharedValueProcessTests {
             alarm(30)
             let name = TestLocks.uniqueName("notice")
             let array = try! SharedLockedArray<UInt64>(named: name, count: 64, repeating: 0, mode: .inPlace)
-            let started = sharedFlag()
-            let pid = Proc.forkChild {
-                array.withExclusive { w, _ in
-                    for i in 0..<32 { w[i] = 1 }
-                    started.pointee.store(1, ordering: .releasing)
-                    while true { pause() }
-                }
-            }
-            Proc.waitFor("the writer to tear the array") { started.pointee.load(ordering: .acquiring) == 1 }
-            kill(pid, SIGKILL)
-            _ = Proc.reap(pid)
+            SharedValueProcessTests.killWriterHalfway(array)
             let plain = try! SharedLock(named: name)
             plain.withExclusive { if !plain.previousHolderDied { Proc.fail("the plain lock was not told") } }
             array.withExclusive { _, died in if !died { Proc.fail("the array's next writer was not told") } }
