@@ -84,14 +84,6 @@ extension LocalState {
 
     @usableFromInline @inline(never)
     func enterSharedSlow(_ segment: Segment, deadline: Int64?, tryOnly: Bool) -> Result<Void, InterlockError> {
-        let result = enterSharedWaiting(segment, deadline: deadline, tryOnly: tryOnly)
-        if case .failure(.timedOut) = result, recoverIfDue(segment) {
-            return enterSharedWaiting(segment, deadline: nil, tryOnly: true)
-        }
-        return result
-    }
-
-    func enterSharedWaiting(_ segment: Segment, deadline: Int64?, tryOnly: Bool) -> Result<Void, InterlockError> {
         var waiter = Waiter(deadline: deadline)
         while true {
             let r = readers.pointee.load(ordering: .acquiring)
@@ -115,7 +107,12 @@ extension LocalState {
                 // This process already holds shared mode; still defer to waiting writers.
                 let s = segment.state.pointee.load(ordering: .acquiring)
                 if s & StateWord.waitingMask != 0 {
-                    if tryOnly || !segment.wait(observed: s, slot: slot, waiter: &waiter) { return .failure(.timedOut) }
+                    if tryOnly || !segment.wait(observed: s, slot: slot, waiter: &waiter) {
+                        // (`slot` is stable here: this process is registered and counted.)
+                        // A dead waiting writer is reclaimed once per interval, then one retry.
+                        if recoverIfDue(segment) { continue }
+                        return .failure(.timedOut)
+                    }
                     continue
                 }
                 if readers.pointee.compareExchange(expected: r, desired: r + 1, ordering: .acquiring).exchanged {
@@ -132,8 +129,11 @@ extension LocalState {
             case .failure(let e):
                 result = .failure(e)
             case .success(let e):
-                result = segment.acquireShared(entry: e, slot: slot, waiter: &waiter, tryOnly: tryOnly)
-                    ? .success(()) : .failure(.timedOut)
+                // Under `busy`, so `slot` is ours to read; a failed attempt looks for dead
+                // holders (once per interval) and tries once more.
+                let acquired = segment.acquireShared(entry: e, slot: slot, waiter: &waiter, tryOnly: tryOnly)
+                    || (recoverIfDue(segment) && segment.acquireShared(entry: e, slot: slot, waiter: &waiter, tryOnly: true))
+                result = acquired ? .success(()) : .failure(.timedOut)
             }
             let old = readers.pointee.exchange(result.isSuccess ? 1 : 0, ordering: .acquiringAndReleasing)
             if old & Readers.parked != 0 { Sys.futexWakeAll(readers, processShared: false) }
