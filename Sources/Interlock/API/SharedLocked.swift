@@ -11,8 +11,9 @@ import Synchronization
 ///
 /// **Scopes.** ``init(_:)`` makes a value for the threads of this process (any type; it
 /// lives in this process's memory). When `Value` is `BitwiseCopyable` (plain numbers,
-/// structs and tuples of them, `InlineArray`s of them — nothing that points into one
-/// process's memory), the value can also live in the lock's shared memory, for processes:
+/// structs and tuples of them, `InlineArray`s of them; the compiler does not stop raw
+/// pointers, which mean nothing in another process, so put none there), the value can
+/// also live in the lock's shared memory, for processes:
 /// ``forkShared(_:capacity:)`` (a parent and the children it forks afterwards),
 /// ``init(named:initialValue:options:)`` and ``init(path:initialValue:options:)``
 /// (independent programs). Every process that uses the lock sees the same value.
