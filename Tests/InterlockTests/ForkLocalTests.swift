@@ -70,15 +70,14 @@ private func scenarioThreadLocalIsFreshInChild() -> Int32 {
 private func scenarioForkWhileInsideWithValue() -> Int32 {
     let local = ProcessLocal { 0 }
     local.value = 5
-    let c = Counters(2)  // 0: inside, 1: release
+    let parking = Parking()  // the thread waits there, inside withValue
     let inside = TestThread {
         local.withValue { value in
-            c.set(0, 1)
-            _ = c.wait(for: releaseLimit) { $0[1] == 1 }
+            parking.park()
             value += 1
         }
     }
-    guard c.wait(until: { $0[0] == 1 }) else { finish(90, "the thread never got inside withValue") }
+    guard parking.waitParked() else { finish(90, "the thread never got inside withValue") }
     let code = forkAndWait(limit: 10) {
         let seen = local.withValue { value -> Int in
             value += 100
@@ -88,7 +87,7 @@ private func scenarioForkWhileInsideWithValue() -> Int32 {
         guard local.value == 100 else { return 2 }
         return 0
     }
-    c.set(1, 1)
+    parking.release()
     inside.join()
     guard code == 0 else { finish(code, code == 128 + SIGALRM ? "the child deadlocked" : "child check \(code) failed") }
     guard local.value == 6 else { finish(91, "parent value is \(local.value), expected 6") }
@@ -99,14 +98,13 @@ private func scenarioForkWhileInsideWithValue() -> Int32 {
 private func scenarioForkWhileLockHeldExclusively() -> Int32 {
     let lock = SharedLock()
     lock.withShared {}  // the parent's per-process state exists before the fork
-    let c = Counters(2)  // 0: holding, 1: release
+    let parking = Parking()  // the holder waits there, holding
     let holder = TestThread {
         lock.lockExclusive()
-        c.set(0, 1)
-        _ = c.wait(for: releaseLimit) { $0[1] == 1 }
+        parking.park()
         lock.unlockExclusive()
     }
-    guard c.wait(until: { $0[0] == 1 }) else { finish(90, "the holder never got in") }
+    guard parking.waitParked() else { finish(90, "the holder never got in") }
     guard !lock.tryLockShared() else { finish(91, "shared mode granted beside the holder") }
     let code = forkAndWait(limit: 10) {
         guard lock.tryLockExclusive() else { return 1 }  // the child holds nothing
@@ -122,7 +120,7 @@ private func scenarioForkWhileLockHeldExclusively() -> Int32 {
     }
     // The parent's lock is still held by its thread.
     guard !lock.tryLockShared() else { finish(92, "the child's use released the parent's hold") }
-    c.set(1, 1)
+    parking.release()
     holder.join()
     guard code == 0 else { finish(code, code == 128 + SIGALRM ? "the child deadlocked" : "child check \(code) failed") }
     guard lock.withExclusiveIfAvailable({ true }) == true else { finish(93, "the parent's lock is stuck") }
@@ -133,14 +131,14 @@ private func scenarioForkWhileLockHeldExclusively() -> Int32 {
 /// writer announced at the gate). The child must not inherit the announcement.
 private func scenarioForkWhileWriterWaits() -> Int32 {
     let lock = SharedLock()
-    let c = Counters(3)  // 0: reader inside, 1: release, 2: writer done
+    let c = Counters(3)  // 2: writer done
+    let parking = Parking()  // the reader waits there, holding shared mode
     let reader = TestThread {
         lock.lockShared()
-        c.set(0, 1)
-        _ = c.wait(for: releaseLimit) { $0[1] == 1 }
+        parking.park()
         lock.unlockShared()
     }
-    guard c.wait(until: { $0[0] == 1 }) else { finish(90, "the reader never got in") }
+    guard parking.waitParked() else { finish(90, "the reader never got in") }
     let writer = TestThread {
         lock.withExclusive { c.set(2, 1) }
     }
@@ -154,7 +152,7 @@ private func scenarioForkWhileWriterWaits() -> Int32 {
         lock.withExclusive {}
         return 0
     }
-    c.set(1, 1)
+    parking.release()
     reader.join()
     writer.join()
     guard code == 0 else { finish(code, code == 128 + SIGALRM ? "the child deadlocked" : "child check \(code) failed") }

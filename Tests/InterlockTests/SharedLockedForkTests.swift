@@ -18,16 +18,15 @@ struct SharedLockedForkTests {
         let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [access = access as String] in
             alarm(20)
             let pair = SharedLocked((a: 0, b: 0))
-            let gate = Counters(2)  // 0: writer is mid-write, 1: let it finish
+            let parking = Parking()  // the writer waits there, mid-write
             let writer = TestThread {
                 pair.withExclusive { value in
                     value.a += 1  // half-written: a != b until b catches up
-                    gate.set(0, 1)
-                    _ = gate.wait(for: releaseLimit) { $0[1] == 1 }
+                    parking.park()
                     value.b += 1
                 }
             }
-            if !gate.wait(until: { $0[0] == 1 }) { finish(1, "the writer never started") }
+            if !parking.waitParked() { finish(1, "the writer never started") }
             let status = forkAndWait {
                 let consistent = access == "shared"
                     ? pair.withShared { $0.a == $0.b }
@@ -36,7 +35,7 @@ struct SharedLockedForkTests {
                 _ = message.withCString { write(2, $0, strlen($0)) }
                 return 0
             }
-            gate.set(1, 1)
+            parking.release()
             writer.join()
             // The parent is not affected: its writer finished.
             if !pair.withShared({ $0.a == 1 && $0.b == 1 }) { finish(1, "the parent's value is wrong") }
@@ -52,19 +51,16 @@ struct SharedLockedForkTests {
         await #expect(processExitsWith: .success) {
             alarm(20)
             let pair = SharedLocked((a: 0, b: 0))
-            let gate = Counters(2)
+            let parking = Parking()
             let reader = TestThread {
-                pair.withShared { _ in
-                    gate.set(0, 1)
-                    _ = gate.wait(for: releaseLimit) { $0[1] == 1 }
-                }
+                pair.withShared { _ in parking.park() }
             }
-            if !gate.wait(until: { $0[0] == 1 }) { finish(1, "the reader never started") }
+            if !parking.waitParked() { finish(1, "the reader never started") }
             let status = forkAndWait {
                 pair.withExclusive { $0.a += 1; $0.b += 1 }
                 return pair.withShared { $0.a == 1 && $0.b == 1 } ? 0 : 1
             }
-            gate.set(1, 1)
+            parking.release()
             reader.join()
             if status != 0 { finish(1, "the child of a fork during a read could not use the value (status \(status))") }
 

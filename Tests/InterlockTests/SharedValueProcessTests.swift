@@ -245,22 +245,21 @@ struct SharedValueProcessTests {
         await #expect(processExitsWith: .success) {
             alarm(30)
             let array = try! SharedLockedArray<Int>(count: 8, repeating: 0)
-            let gate = Counters(2)
+            let parking = Parking()
             let writer = TestThread {
                 array.withExclusive { w, _ in
                     w[0] = 1  // torn: w[1] not yet
-                    gate.set(0, 1)
-                    _ = gate.wait(for: releaseLimit) { $0[1] == 1 }
+                    parking.park()
                     w[1] = 1
                 }
             }
-            if !gate.wait(until: { $0[0] == 1 }) { finish(1, "the writer never started") }
+            if !parking.waitParked() { finish(1, "the writer never started") }
             let status = forkAndWait {
                 let first = array.withExclusive { w, died in died && w[0] == 1 && w[1] == 0 }
                 let second = array.withExclusive { _, died in died }
                 return first && !second ? 0 : 1
             }
-            gate.set(1, 1)
+            parking.release()
             writer.join()
             if array.withExclusive({ _, died in died }) { finish(1, "the parent was told of a death") }
             finish(status, "the child's first writer was not told exactly once")

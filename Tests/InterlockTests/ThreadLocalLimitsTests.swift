@@ -108,13 +108,12 @@ struct ThreadLocalLimitsTests {
             final class Box: @unchecked Sendable { var local: ThreadLocal<Counted>? }
             let box = Box()
             box.local = ThreadLocal { Counted(1, deaths: deaths) }
-            let gate = Counters(2)
+            let parking = Parking()
             let other = TestThread {
                 _ = box.local!.value.id
-                gate.set(0, 1)
-                _ = gate.wait(for: releaseLimit) { $0[1] == 1 }
+                parking.park()
             }
-            _ = gate.wait(until: { $0[0] == 1 })
+            if !parking.waitParked() { finish(1, "the other thread never made its value") }
             _ = box.local!.value.id  // the forking thread's value
             let status = forkAndWait {
                 _ = box.local!.value.id  // a fresh value in the child
@@ -122,7 +121,7 @@ struct ThreadLocalLimitsTests {
                 // Only the child's own value: not the two inherited ones.
                 return deaths[0] == 1 ? 0 : 1
             }
-            gate.set(1, 1)
+            parking.release()
             other.join()
             box.local = nil
             if status != 0 { finish(1, "the child destroyed values it inherited (status \(status))") }

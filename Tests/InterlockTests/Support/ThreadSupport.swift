@@ -212,3 +212,51 @@ func finish(_ code: Int32, _ why: @autoclosure () -> String = "") -> Never {
     }
     exit(code)
 }
+
+/// A place where a helper thread waits, blocked in `poll(2)` on a pipe, until the test
+/// releases it: for a thread that must be inside a hold at the instant of a `fork()`.
+///
+/// A thread that waits by polling a clock may be, at the instant of the fork, running
+/// code for the first time and holding one of the Swift runtime's locks (metadata and
+/// conformance caches are not fork-safe): the child then deadlocks on its first generic
+/// call. A thread blocked in a system call holds none. `waitParked()` returns once the
+/// thread sleeps there (seen in `/proc`), so the test forks only then.
+final class Parking: @unchecked Sendable {
+    // Sendable: the descriptors are fixed at init; the thread id is an atomic.
+    private let readEnd: Int32
+    private let writeEnd: Int32
+    private let parked = Counters(1)  // the parked thread's kernel id, once it parks
+
+    init() {
+        var ends: [Int32] = [0, 0]
+        precondition(pipe(&ends) == 0, "pipe failed: errno \(errno)")
+        readEnd = ends[0]
+        writeEnd = ends[1]
+    }
+
+    deinit {
+        close(readEnd)
+        close(writeEnd)
+    }
+
+    /// Called by the helper thread: blocks until `release()`, at most `releaseLimit`.
+    func park() {
+        let tid = currentTID()  // before announcing: /proc work allocates
+        parked.set(0, Int(tid))
+        var fds = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+        let milliseconds = Int32(releaseLimit.components.seconds * 1000)
+        while poll(&fds, 1, milliseconds) < 0 && errno == EINTR {}
+    }
+
+    /// Waits until the helper thread sleeps in `park()`. False after `limit`.
+    func waitParked(for limit: Duration = handshakeLimit) -> Bool {
+        guard waitUntil(for: limit, { parked[0] != 0 }) else { return false }
+        return waitUntilSleeping(Int32(parked[0]), for: limit)
+    }
+
+    /// Lets the parked thread go on (and any later `park()` return at once).
+    func release() {
+        var byte: UInt8 = 1
+        _ = write(writeEnd, &byte, 1)
+    }
+}
