@@ -75,8 +75,9 @@ public final class SharedLock: @unchecked Sendable {
         self.scope = scope
         self.segment = opened?.segment
         self.file = opened?.file
+        let threadsScope = opened == nil
         self.local = ForkLocalPointer(
-            make: { LocalState.make(generation: $0) },
+            make: { LocalState.make(generation: $0, threadsScope: threadsScope) },
             discard: { LocalState.destroy($0) })
     }
 
@@ -179,11 +180,7 @@ public final class SharedLock: @unchecked Sendable {
     private func registerNow() throws(InterlockError) {
         guard let segment else { return }
         let state = LocalState(local.get())
-        // Serialise with this process's other process-level steps (none can run yet, but
-        // keep the rule that registration happens under the exclusive rwlock).
-        state.lockExclusiveThread()
-        defer { state.unlockExclusiveThread() }
-        if case .failure(let error) = state.entry(in: segment) {
+        if case .failure(let error) = state.register(in: segment) {
             switch (error, scope) {
             case (.holderTableFull(_, let capacity), .named(let name)), (.holderTableFull(_, let capacity), .path(let name)):
                 throw .holderTableFull(name: name, capacity: capacity)
