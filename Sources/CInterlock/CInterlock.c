@@ -3,7 +3,7 @@
 
 #include <stdio.h>  // defines __GLIBC__ on glibc
 #if !defined(__linux__) || !defined(__GLIBC__)
-#error "Interlock supports Linux with glibc only (futexes shared between processes, /dev/shm, glibc's pthread_rwlock)."
+#error "Interlock supports Linux with glibc only (futexes shared between processes, /dev/shm, POSIX record locks)."
 #endif
 
 #include <errno.h>
@@ -239,18 +239,3 @@ int cinterlock_memfd_seal(int fd) { (void)fd; return ENOSYS; }
 int64_t cinterlock_filesystem_type(int fd) { (void)fd; return 0; }
 #endif
 
-int cinterlock_rwlock_rdlock_until(void *rwlock, const struct timespec *deadline) {
-#if defined(__linux__)
-    return pthread_rwlock_clockrdlock((pthread_rwlock_t *)rwlock, CLOCK_MONOTONIC, deadline);
-#else
-    return pthread_rwlock_timedrdlock((pthread_rwlock_t *)rwlock, deadline);
-#endif
-}
-
-int cinterlock_rwlock_wrlock_until(void *rwlock, const struct timespec *deadline) {
-#if defined(__linux__)
-    return pthread_rwlock_clockwrlock((pthread_rwlock_t *)rwlock, CLOCK_MONOTONIC, deadline);
-#else
-    return pthread_rwlock_timedwrlock((pthread_rwlock_t *)rwlock, deadline);
-#endif
-}

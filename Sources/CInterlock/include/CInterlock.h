@@ -206,11 +206,6 @@ static inline int cinterlock_cpu_relax(void) {
     return 0;
 }
 
-/// `pthread_rwlock_clockrdlock`/`clockwrlock` with CLOCK_MONOTONIC and an absolute
-/// deadline. In C because glibc declares them only under `_GNU_SOURCE`, which the
-/// Swift Glibc module does not define. Return 0 or an errno (ETIMEDOUT, EDEADLK, …).
-int cinterlock_rwlock_rdlock_until(void *rwlock, const struct timespec *deadline);
-int cinterlock_rwlock_wrlock_until(void *rwlock, const struct timespec *deadline);
 
 
 // MARK: Liveness byte locks and lock files
