@@ -183,6 +183,9 @@ extension SharedLock {
             if let old { core.endWritePhase(extra: old & Control.ownerDied) }
             misuse("\(operation) on a thread that holds this lock in shared mode (shared mode cannot be upgraded)")
         }
+        if tryOnly && old == nil && !core.drained() && !(state.recoverIfDue(core) && core.drained()) {
+            return .failure(.timedOut)  // readers inside (see tryLockExclusive)
+        }
         while true {
             if old == nil {
                 old = core.waitForWritePhase(slot: slot, waiter: &waiter, tryOnly: tryOnly)
@@ -213,7 +216,9 @@ extension SharedLock {
         let core = core(state)
         let slot = state.slot
         var started: UInt32? = nil
-        if _fastPath(slot >= 0 && state.owner.pointee.load(ordering: .relaxed) != me) {
+        // Readers inside: fail without starting a write phase, which would turn new
+        // readers away for a moment only to give up.
+        if _fastPath(slot >= 0 && state.owner.pointee.load(ordering: .relaxed) != me && core.drained()) {
             started = core.startWritePhaseFast(slot)
             if let old = started, _fastPath(core.drained()) {
                 grantExclusive(state, core, slot: slot, old: old, me: me)
