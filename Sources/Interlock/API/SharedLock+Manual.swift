@@ -19,6 +19,14 @@ extension SharedLock {
         return state.threadCore
     }
 
+    /// This process's entry: registering first in a process scope that has none yet
+    /// (a fork child's first use).
+    func registeredSlot(_ state: LocalState) -> Result<Int32, InterlockError> {
+        let slot = state.slot
+        guard let segment, slot < 0 else { return .success(slot) }
+        return state.register(in: segment)
+    }
+
     // MARK: Shared
 
     /// Acquires shared mode, waiting as long as it takes.
@@ -48,12 +56,10 @@ extension SharedLock {
     func lockSharedSlow(_ state: LocalState, deadline: Int64?, tryOnly: Bool) -> Result<Void, InterlockError> {
         state.checkNotHoldingExclusive(tryOnly ? "tryLockShared()" : deadline == nil ? "lockShared()" : "lockShared(timeout:)")
         let core = core(state)
-        var slot = state.slot
-        if let segment, slot < 0 {
-            switch state.register(in: segment) {
-            case .failure(let error): return .failure(error)
-            case .success(let s): slot = s
-            }
+        let slot: Int32
+        switch registeredSlot(state) {
+        case .failure(let error): return .failure(error)
+        case .success(let s): slot = s
         }
         var waiter = Waiter(deadline: deadline)
         var acquired = core.enterShared(slot: slot, waiter: &waiter, tryOnly: tryOnly)
@@ -170,12 +176,10 @@ extension SharedLock {
             misuse("\(operation) on a thread that already holds this lock in exclusive mode (exclusive mode is not recursive)")
         }
         let core = core(state)
-        var slot = state.slot
-        if let segment, slot < 0 {
-            switch state.register(in: segment) {
-            case .failure(let error): return .failure(error)
-            case .success(let s): slot = s
-            }
+        let slot: Int32
+        switch registeredSlot(state) {
+        case .failure(let error): return .failure(error)
+        case .success(let s): slot = s
         }
         var waiter = Waiter(deadline: deadline)
         var old = started
