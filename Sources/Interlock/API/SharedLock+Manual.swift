@@ -161,6 +161,9 @@ extension SharedLock {
     func grantExclusive(_ state: LocalState, _ core: Core, slot: Int32, old: UInt32, me: UInt) {
         state.ownerDied = old & Control.ownerDied != 0
         core.entry(slot).writing.pointee.store(1, ordering: .relaxed)
+        // The report stayed in the word while we drained; it is ours now (after
+        // `writing`, so that our death from here on reports again).
+        if _slowPath(old & Control.ownerDied != 0) { core.takeDeathReport() }
         state.owner.pointee.store(me, ordering: .relaxed)
     }
 

@@ -35,8 +35,9 @@ enum Control {
     /// the writer that starts the next phase.
     @usableFromInline static let readTurn: UInt32 = 1 << 3
     /// Bit 4: a writer died holding exclusive mode. Set when its phase is reclaimed;
-    /// cleared, and reported (`previousHolderDied`), by the writer that starts the next
-    /// write phase.
+    /// reported (`previousHolderDied`) to the writer that next *holds* exclusive mode,
+    /// which clears it once it holds (it stays set while a phase drains: that writer may
+    /// still die or give up before it holds).
     @usableFromInline static let ownerDied: UInt32 = 1 << 4
     /// Bits 16…28: the entry (slot + 1) of the writer owning the write phase, 0 when
     /// `writer` is clear. 13 bits: slots 0…4094 (`maximumCapacity`).

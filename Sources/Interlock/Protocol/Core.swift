@@ -167,11 +167,15 @@ struct Core {
 
     /// Starts a write phase if none is owned and no read turn is pending. Returns the
     /// control word it replaced (its `ownerDied` is the report), or nil.
+    ///
+    /// `ownerDied` stays set while the phase drains: the report belongs to the next
+    /// writer that *holds*, and a writer that dies draining never held. The owner clears
+    /// it once it holds (`takeDeathReport`).
     @inlinable @inline(__always)
     func startWritePhaseFast(_ slot: Int32) -> UInt32? {
         let c = control.pointee.load(ordering: .relaxed)
         guard c & (Control.writer | Control.readTurn) == 0 else { return nil }
-        let n = (c & ~Control.ownerDied) | Control.writer | Control.owner(slot)
+        let n = c | Control.writer | Control.owner(slot)
         return control.pointee.compareExchange(expected: c, desired: n, ordering: .sequentiallyConsistent).exchanged ? c : nil
     }
 
@@ -202,7 +206,7 @@ struct Core {
             let c = control.pointee.load(ordering: .sequentiallyConsistent)
             if c & Control.writer != 0 { return nil }
             if c & Control.readTurn != 0 && anyBlocked() { return nil }
-            let n = (c & ~(Control.ownerDied | Control.readTurn)) | Control.writer | Control.owner(slot)
+            let n = (c & ~Control.readTurn) | Control.writer | Control.owner(slot)  // `ownerDied` kept: see `startWritePhaseFast`
             if control.pointee.compareExchange(expected: c, desired: n, ordering: .sequentiallyConsistent).exchanged {
                 return c
             }
@@ -268,6 +272,14 @@ struct Core {
                 return false
             }
         }
+    }
+
+    /// The phase's owner now holds exclusive mode, its `writing` already 1, and was told
+    /// of a death (`ownerDied` in the word its phase replaced): the report is delivered.
+    /// A death of this writer from here on is reported again (its `writing` is 1).
+    @usableFromInline @inline(never)
+    func takeDeathReport() {
+        control.pointee.bitwiseAnd(~Control.ownerDied, ordering: .sequentiallyConsistent)
     }
 
     /// Releases exclusive mode (the caller owns the write phase).

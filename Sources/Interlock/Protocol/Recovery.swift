@@ -67,7 +67,10 @@ extension Core {
         var left = e.readers.pointee.exchange(0, ordering: .sequentiallyConsistent) != 0
         left = e.blocked.pointee.exchange(0, ordering: .sequentiallyConsistent) != 0 || left
         e.waitingWriters.pointee.store(0, ordering: .relaxed)
-        let held = e.writing.pointee.exchange(0, ordering: .sequentiallyConsistent) != 0
+        // `writing` is zeroed only after the phase has ended: a reclaimer that dies in
+        // between leaves it for the next one, which still reports the death.
+        let held = e.writing.pointee.load(ordering: .sequentiallyConsistent) != 0
+        defer { e.writing.pointee.store(0, ordering: .sequentiallyConsistent) }
         var c = control.pointee.load(ordering: .sequentiallyConsistent)
         while c & Control.writer != 0 && Control.ownerSlot(c) == slot {
             // One CAS ends the dead owner's phase, like its release would have.
