@@ -215,6 +215,19 @@ int cinterlock_byte_lock_holder(int fd, int64_t offset, int32_t *holder) {
     return fl.l_start == (off_t)offset && fl.l_len == 1 ? 1 : 2;
 }
 
+int cinterlock_range_locked(int fd, int64_t offset, int64_t length) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = (off_t)offset;
+    fl.l_len = (off_t)length;  // l_pid must be 0 for the OFD commands
+    while (fcntl(fd, F_OFD_GETLK, &fl) != 0) {
+        if (errno != EINTR) return -errno;
+    }
+    return fl.l_type == F_UNLCK ? 0 : 1;
+}
+
 int cinterlock_memfd_create(const char *name) {
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     return fd >= 0 ? fd : -errno;
@@ -233,6 +246,9 @@ int cinterlock_lock_byte(int fd, int64_t offset) { (void)fd; (void)offset; retur
 int cinterlock_unlock_byte(int fd, int64_t offset) { (void)fd; (void)offset; return ENOSYS; }
 int cinterlock_byte_lock_holder(int fd, int64_t offset, int32_t *holder) {
     (void)fd; (void)offset; (void)holder; return -ENOSYS;
+}
+int cinterlock_range_locked(int fd, int64_t offset, int64_t length) {
+    (void)fd; (void)offset; (void)length; return -ENOSYS;
 }
 int cinterlock_memfd_create(const char *name) { (void)name; return -ENOSYS; }
 int cinterlock_memfd_seal(int fd) { (void)fd; return ENOSYS; }

@@ -54,7 +54,7 @@ enum Format {
     static func decode(_ snapshot: LockSnapshot) -> String {
         "exclusive \(yesNo(snapshot.isExclusive)), shared processes \(snapshot.sharedProcessCount), "
             + "waiting writers \(snapshot.waitingWriters), previous holder died \(yesNo(snapshot.previousHolderDied)), "
-            + "recovering \(yesNo(snapshot.isRecovering))"
+            + "readers' turn \(yesNo(snapshot.stateWord & 0b1000 != 0))"  // READ_TURN, bit 3 (see Protocol/Control.swift)
     }
 
     /// `text` with control characters escaped (`\n`, `\u{1B}`), so that a name can never

@@ -24,7 +24,7 @@ enum InspectCommand {
         var lines = [
             "lock \(snapshot.name.map { "'\(Format.printable($0))'" } ?? "(anonymous)")",
             "  layout version \(snapshot.layoutVersion), segment \(snapshot.segmentSize) bytes, holder table capacity \(snapshot.capacity)",
-            "  state word \(Format.hex(snapshot.stateWord)): \(Format.decode(snapshot))",
+            "  control word \(Format.hex(snapshot.stateWord)): \(Format.decode(snapshot))",
             "  dead holders reclaimed since creation: \(snapshot.recoveries)",
         ]
         let waiting = waitingWriters(snapshot)

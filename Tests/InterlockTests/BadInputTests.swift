@@ -113,6 +113,45 @@ struct BadInputTests {
                reasonMentions: "capacity"),
     ]
 
+    /// Upgrading: a lock of the previous layout (0.1.0 wrote version 2) that its programs
+    /// still use cannot be decoded, but its holders' liveness locks can be seen. A plain
+    /// remove refuses (old and new programs would stop excluding each other); once nobody
+    /// holds it, remove clears it.
+    @Test func removeRefusesAnOlderLayoutStillInUse() async throws {
+        let name = TestLocks.uniqueName("v2")
+        defer { TestLocks.cleanUp(name) }
+        let size = RawSegment.byteCount(capacity: 8)
+        try RawSegment.create(name, bytes: BadInputTests.header(version: 2, size: UInt64(size), capacity: 8), fileSize: size)
+        // The holder is another process: this one's own record locks would be dropped by
+        // remove's look at the file (closing any descriptor of a file drops them).
+        await #expect(processExitsWith: .success) { [name = name as String] in
+            alarm(30)
+            let locked = sharedFlag()
+            let holder = Proc.forkChild {
+                alarm(30)  // never outlives the test (its pipes would keep the test waiting)
+                // What a 0.1.0 holder keeps: a record lock on its entry's byte (offset 128).
+                guard let fd = try? RawSegment.open(name, O_RDWR) else { return "open failed" }
+                var lock = Glibc.flock()
+                lock.l_type = Int16(F_WRLCK)
+                lock.l_whence = Int16(SEEK_SET)
+                lock.l_start = 128
+                lock.l_len = 1
+                guard fcntl(fd, F_SETLK, &lock) == 0 else { return "F_SETLK: errno \(errno)" }
+                locked.pointee.store(1, ordering: .releasing)
+                while true { pause() }
+            }
+            Proc.waitFor("the holder never locked") { locked.pointee.load(ordering: .acquiring) == 1 }
+            let refusal = TestLocks.error { try SharedLock.remove(named: name) }
+            if refusal != .liveHolders(name: name, count: 1) {
+                Proc.fail("remove of a layout-2 lock that a live process holds: \(String(describing: refusal))")
+            }
+            kill(holder, SIGKILL)
+            _ = Proc.reap(holder)
+            if let error = TestLocks.error(of: { try SharedLock.remove(named: name) }) { Proc.fail("remove after the holder died: \(error)") }
+            exit(0)
+        }
+    }
+
     @Test("a segment of the wrong size, magic or layout version is incompatible, and left intact",
           arguments: brokenSegments)
     func incompatibleSegment(broken: Broken) throws {

@@ -157,7 +157,7 @@ struct CLITests {
         let text = try CLIRunner.run(["inspect", name])
         #expect(text.status == 0)
         #expect(text.stdout.contains("\(holder.pid)"))
-        #expect(text.stdout.contains("state word"))
+        #expect(text.stdout.contains("control word"))
 
         #expect(try holder.release() == 0)
     }

@@ -234,6 +234,10 @@ int cinterlock_unlock_byte(int fd, int64_t offset);
 /// -1 for an OFD lock).
 int cinterlock_byte_lock_holder(int fd, int64_t offset, int32_t *holder);
 
+/// Whether any record lock (any process's, the caller's own included: F_OFD_GETLK)
+/// covers some byte of `[offset, offset + length)`. Returns 1 or 0, or -errno.
+int cinterlock_range_locked(int fd, int64_t offset, int64_t length);
+
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`. In C because glibc declares it
 /// only under `_GNU_SOURCE`. Returns the descriptor, or -errno.
 int cinterlock_memfd_create(const char *name);

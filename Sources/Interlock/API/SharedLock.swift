@@ -205,7 +205,7 @@ public final class SharedLock: @unchecked Sendable {
     /// - Throws: ``InterlockError/liveHolders(name:count:)``, ``InterlockError/notFound(name:)``,
     ///   or an open error.
     public static func remove(named name: String, force: Bool = false) throws(InterlockError) {
-        if !force { try refuseWhileLive(name) { options throws(InterlockError) in try inspect(named: name, options: options) } }
+        if !force { try refuseWhileLive(name, file: (try? Segment.path(forName: name).get()).map { "/dev/shm" + $0 }) { options throws(InterlockError) in try inspect(named: name, options: options) } }
         try Segment.remove(name: name).get()
     }
 
@@ -213,7 +213,7 @@ public final class SharedLock: @unchecked Sendable {
     /// the lock that `inspect` opens, or the error that says the lock cannot be reached. A
     /// broken or half-made lock does not stop a removal.
     private static func refuseWhileLive(
-        _ label: String, _ inspect: (NamedLockOptions) throws(InterlockError) -> LockSnapshot
+        _ label: String, file: String?, _ inspect: (NamedLockOptions) throws(InterlockError) -> LockSnapshot
     ) throws(InterlockError) {
         var options = NamedLockOptions()
         options.creation = .openOnly
@@ -225,7 +225,12 @@ public final class SharedLock: @unchecked Sendable {
         } catch {
             switch error {
             case .liveHolders, .notFound, .invalidName, .invalidPath, .permissionDenied: throw error
-            default: break  // a broken or half-made lock can be removed (removePath refuses foreign files)
+            default:
+                // A broken or half-made lock can be removed (removePath refuses foreign
+                // files) — unless some process holds record locks in it: a lock of an
+                // older layout that its programs still use, whose holders this version
+                // cannot decode.
+                if let file, Segment.anyRecordLock(inFileAt: file) { throw .liveHolders(name: label, count: 1) }
             }
         }
     }
@@ -245,7 +250,7 @@ public final class SharedLock: @unchecked Sendable {
     ///   ``InterlockError/incompatibleSegment(name:reason:)`` for a file of other data,
     ///   or a path error.
     public static func remove(path: String, force: Bool = false) throws(InterlockError) {
-        if !force { try refuseWhileLive(path) { options throws(InterlockError) in try inspect(path: path, options: options) } }
+        if !force { try refuseWhileLive(path, file: path) { options throws(InterlockError) in try inspect(path: path, options: options) } }
         try Segment.removePath(path).get()
     }
 

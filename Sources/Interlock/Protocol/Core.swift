@@ -115,7 +115,9 @@ struct Core {
     func enterShared(slot: Int32, waiter: inout Waiter, tryOnly: Bool) -> Bool {
         let e = entry(slot)
         if enterSharedFast(e) { return true }
-        if tryOnly { return false }
+        // A deadline already past tries once, like a try: a reader that gives up at once
+        // must not count itself as blocked (that would give readers a read turn).
+        if tryOnly || waiter.expired() { return false }
         e.blocked.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
         while true {
             let c = control.pointee.load(ordering: .sequentiallyConsistent)

@@ -302,6 +302,17 @@ extension Segment {
     func unmap() { Sys.unmap(base, size: mappedSize) }
 
     /// Unlinks a named segment.
+    /// Whether any process holds a record lock over the holder-table range of the file at
+    /// `path` (any layout's liveness locks fall there). False if it cannot be opened.
+    static func anyRecordLock(inFileAt path: String) -> Bool {
+        guard case .success(let fd) = Sys.open(path, flags: O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) else { return false }
+        // Only looked at: a read-only descriptor must not become the one this process's
+        // handles lock through.
+        return LockFile.withTransient(fd) { fd in
+            Sys.anyRecordLock(fd, offset: headerSize, length: entrySize * (Control.maximumCapacity + 1))
+        }
+    }
+
     static func remove(name: String) -> Result<Void, InterlockError> {
         switch path(forName: name) {
         case .failure(let e): return .failure(e)

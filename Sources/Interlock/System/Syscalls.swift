@@ -259,6 +259,12 @@ enum Sys {
         fatalError("Interlock: fcntl(F_OFD_GETLK) on a lock file failed: \(Errno(-r).description) (errno \(-r)); Linux 3.15 or later is required")
     }
 
+    /// Whether any record lock (this process's own included) covers some byte of
+    /// `[offset, offset + length)` of `fd`. False if the kernel cannot answer.
+    static func anyRecordLock(_ fd: Int32, offset: Int, length: Int) -> Bool {
+        cinterlock_range_locked(fd, Int64(offset), Int64(length)) == 1
+    }
+
     /// Maps `size` bytes shared: of `fd`, or anonymous memory (inherited by fork children) when `fd` is nil.
     static func mapShared(size: Int, fd: Int32?) -> Result<UnsafeMutableRawPointer, Errno> {
         let flags = fd == nil ? (MAP_SHARED | MAP_ANONYMOUS) : MAP_SHARED
