@@ -306,6 +306,7 @@ struct SharedValueProcessTests {
                 _ = try! SharedLockedArray<UInt8>(count: 10, repeating: 0)
             }
             let after = openDescriptorCount()
+            if before < 1 { Proc.fail("the keeper's lock file descriptor was not counted") }
             if after != before { Proc.fail("descriptors grew from \(before) to \(after)") }
             try? SharedLock.remove(path: path, force: true)  // before exit: `exit` runs no `defer`
             if keeper.withShared({ $0 }) != 101 { Proc.fail("the value is \(keeper.withShared { $0 })") }

@@ -11,20 +11,29 @@ extension LocalState {
     func register(in segment: Segment) -> Result<Int32, InterlockError> {
         let current = slot
         if current >= 0 { return .success(current) }
-        return LockFile.withTableLock { () -> Result<Int32, InterlockError> in
-            let current = slot
-            if current >= 0 { return .success(current) }
-            if startTime == 0 { startTime = ProcessIdentity.currentStartTime() }
-            switch segment.register(pid: pid, startTime: startTime) {
-            case .claimed(let s):
-                slotWord.pointee.store(s, ordering: .releasing)
-                return .success(s)
-            case .foreignLock(let holder):
-                return .failure(.foreignRecordLock(name: nil, pid: holder))
-            case .full:
-                return .failure(.holderTableFull(name: nil, capacity: segment.capacity))
+        // A dead holder's entry is skipped while another process holds its byte to
+        // reclaim it (a few microseconds): a table that looks full is tried a few more
+        // times before it is reported.
+        for round in 0..<20 {
+            let result = LockFile.withTableLock { () -> Result<Int32, InterlockError>? in
+                let current = slot
+                if current >= 0 { return .success(current) }
+                if startTime == 0 { startTime = ProcessIdentity.currentStartTime() }
+                switch segment.register(pid: pid, startTime: startTime) {
+                case .claimed(let s):
+                    slotWord.pointee.store(s, ordering: .releasing)
+                    return .success(s)
+                case .foreignLock(let holder):
+                    return .failure(.foreignRecordLock(name: nil, pid: holder))
+                case .full:
+                    return round == 19 ? .failure(.holderTableFull(name: nil, capacity: segment.capacity)) : nil
+                }
             }
+            if let result { return result }
+            var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+            nanosleep(&pause, nil)
         }
+        return .failure(.holderTableFull(name: nil, capacity: segment.capacity))
     }
 
     /// After a failed try or timed acquisition: looks for dead holders, at most once per
