@@ -27,7 +27,9 @@ enum Control {
     /// 0 clears the bit and wakes it.
     @usableFromInline static let drainWait: UInt32 = 1 << 1
     /// Bit 2: readers sleep on this word (bitset `readerBits`) until the write phase
-    /// ends; whoever ends it wakes them all.
+    /// ends; whoever ends it wakes them all. Set by a waiting reader with an atomic OR
+    /// (which cannot fail); if the phase has already ended by then, the bit stands for
+    /// `readTurn` until a writer's phase-starting CAS clears both.
     @usableFromInline static let readersBlocked: UInt32 = 1 << 2
     /// Bit 3: the last write phase ended while readers were blocked. No writer may start
     /// a write phase until every live entry's `blocked` count is 0: the readers that

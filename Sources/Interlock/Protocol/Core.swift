@@ -129,14 +129,14 @@ struct Core {
                 continue
             }
             if waiter.spin() { continue }
-            var expected = c
-            if c & Control.readersBlocked == 0 {
-                guard control.pointee.compareExchange(
-                    expected: c, desired: c | Control.readersBlocked, ordering: .sequentiallyConsistent).exchanged
-                else { continue }
-                expected = c | Control.readersBlocked
-            }
-            if !sleep(&waiter, on: control, expected: expected, bitset: Control.readerBits, slot: slot) {
+            // Claim the turn with an operation that cannot fail: a CAS on the value just
+            // read can lose, again and again, to writers whose whole phases fit in this
+            // reader's gaps, and then the turn is never set (the model's `SPEC_RB_CAS`).
+            // If the phase ended meanwhile, the bit stands for a read turn (writers treat
+            // it so, see `startWritePhase`): go in instead of sleeping.
+            let old = control.pointee.bitwiseOr(Control.readersBlocked, ordering: .sequentiallyConsistent).oldValue
+            if old & Control.writer == 0 { continue }
+            if !sleep(&waiter, on: control, expected: old | Control.readersBlocked, bitset: Control.readerBits, slot: slot) {
                 unblock(e)
                 return false
             }
@@ -147,7 +147,7 @@ struct Core {
     /// turn, the last of them lets a writer start the next phase.
     func unblock(_ e: Entry) {
         e.blocked.pointee.wrappingSubtract(1, ordering: .sequentiallyConsistent)
-        if control.pointee.load(ordering: .sequentiallyConsistent) & Control.readTurn != 0 { wakeWriter() }
+        if control.pointee.load(ordering: .sequentiallyConsistent) & (Control.readTurn | Control.readersBlocked) != 0 { wakeWriter() }
     }
 
     /// Clears `drainWait` and wakes the draining writer (it re-scans the counts).
@@ -176,7 +176,7 @@ struct Core {
     @inlinable @inline(__always)
     func startWritePhaseFast(_ slot: Int32) -> UInt32? {
         let c = control.pointee.load(ordering: .relaxed)
-        guard c & (Control.writer | Control.readTurn) == 0 else { return nil }
+        guard c & (Control.writer | Control.readTurn | Control.readersBlocked) == 0 else { return nil }
         let n = c | Control.writer | Control.owner(slot)
         return control.pointee.compareExchange(expected: c, desired: n, ordering: .sequentiallyConsistent).exchanged ? c : nil
     }
@@ -207,8 +207,9 @@ struct Core {
         while true {
             let c = control.pointee.load(ordering: .sequentiallyConsistent)
             if c & Control.writer != 0 { return nil }
-            if c & Control.readTurn != 0 && anyBlocked() { return nil }
-            let n = (c & ~Control.readTurn) | Control.writer | Control.owner(slot)  // `ownerDied` kept: see `startWritePhaseFast`
+            // With no writer, `readersBlocked` is a read turn too (see `enterShared`).
+            if c & (Control.readTurn | Control.readersBlocked) != 0 && anyBlocked() { return nil }
+            let n = (c & ~(Control.readTurn | Control.readersBlocked)) | Control.writer | Control.owner(slot)  // `ownerDied` kept: see `startWritePhaseFast`
             if control.pointee.compareExchange(expected: c, desired: n, ordering: .sequentiallyConsistent).exchanged {
                 return c
             }
