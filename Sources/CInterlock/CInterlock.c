@@ -230,3 +230,10 @@ int cinterlock_rwlock_wrlock_until(void *rwlock, const struct timespec *deadline
     return pthread_rwlock_timedwrlock((pthread_rwlock_t *)rwlock, deadline);
 #endif
 }
+
+void cinterlock_name_thread(const char *name) {
+    char buffer[16];
+    strncpy(buffer, name, sizeof buffer - 1);
+    buffer[sizeof buffer - 1] = 0;
+    (void)pthread_setname_np(pthread_self(), buffer);
+}

@@ -200,6 +200,11 @@ static inline int cinterlock_cpu_relax(void) {
 int cinterlock_rwlock_rdlock_until(void *rwlock, const struct timespec *deadline);
 int cinterlock_rwlock_wrlock_until(void *rwlock, const struct timespec *deadline);
 
+/// Names the calling thread (`pthread_setname_np`, at most 15 bytes; longer names are cut).
+/// In C because glibc declares it only under `_GNU_SOURCE`. Used for the async waiter thread,
+/// so that it shows as `interlock-wait` in `top -H` and `/proc/PID/task/TID/comm`.
+void cinterlock_name_thread(const char *name);
+
 
 // MARK: Liveness byte locks and lock files
 

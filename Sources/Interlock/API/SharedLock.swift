@@ -70,6 +70,9 @@ public final class SharedLock: @unchecked Sendable {
     /// The file the segment is mapped from (process scopes); it carries this process's
     /// liveness byte lock and stays open as long as the lock exists.
     let file: LockFile?
+    /// The thread that waits for the lock on behalf of suspended tasks (see
+    /// `SharedLock+Async.swift`), made on first need.
+    let asyncWaiters = AsyncWaiterSlot()
 
     private init(scope: Scope, opened: OpenSegment?) {
         self.scope = scope
