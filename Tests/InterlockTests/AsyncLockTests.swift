@@ -193,9 +193,11 @@ struct AsyncLockTests {
         let lock = scope == "threads" ? SharedLock() : try SharedLock.forkShared()
         let c = Counters()
         let rounds = 1000
+        let stop = Counters(1)
+        // Blocking threads take the lock until the tasks are done, so that they contend.
         let threads = ThreadGroup(3) { index in
             var rng = SeededRandom(seed: UInt64(index + 1))
-            for _ in 0..<rounds {
+            while stop[0] == 0 {
                 if rng.next() % 4 == 0 {
                     lock.withExclusive { Self.exclusiveSection(c) }
                 } else {
@@ -230,6 +232,7 @@ struct AsyncLockTests {
             }
             for try await writes in group { exclusiveByTasks += writes }
         }
+        stop.set(0, 1)
         #expect(threads.join())
         #expect(c[Slot.violations] == 0)
         #expect(c[Slot.readers] == 0 && c[Slot.writers] == 0)

@@ -84,3 +84,60 @@ func thrownError<R>(isolation: isolated (any Actor)? = #isolation, _ body: () as
     do { _ = try await body() } catch { return error }
     return nil
 }
+
+/// A task executor with one thread of its own (not the cooperative pool's): tasks that prefer
+/// it run there. The async tests run a control ticker on it, which the machine delays as much
+/// as the pool's ticker but which nothing in the pool can block.
+final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
+    // Sendable: `jobs` and `stopping` are only touched with `mutex` held.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var jobs: [UnownedJob] = []
+    private var stopping = false
+    private var thread: TestThread?
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+        thread = TestThread { [self] in loop() }
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        pthread_mutex_lock(mutex)
+        jobs.append(job)
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    private func loop() {
+        while true {
+            pthread_mutex_lock(mutex)
+            while jobs.isEmpty && !stopping { pthread_cond_wait(condition, mutex) }
+            if jobs.isEmpty {
+                pthread_mutex_unlock(mutex)
+                return
+            }
+            let job = jobs.removeFirst()
+            pthread_mutex_unlock(mutex)
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+
+    /// Runs the jobs already queued, then stops the thread.
+    func shutdown() {
+        pthread_mutex_lock(mutex)
+        stopping = true
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+        thread?.join()
+        thread = nil
+    }
+}
