@@ -37,8 +37,8 @@ extension SharedLock {
     /// - Warning: Shared mode is not recursive: do not wait for this lock again from a task
     ///   whose hold depends on it.
     @inlinable
-    public func withShared<R>(
-        isolation: isolated (any Actor)? = #isolation, _ body: () throws -> R
+    public func withShared<R, E: Error>(
+        isolation: isolated (any Actor)? = #isolation, _ body: () throws(E) -> R
     ) async throws -> R {
         if let result = try withSharedIfAvailable(body) { return result }
         return try await waitAsync(exclusive: false, deadline: .max, isolation: isolation, body)
@@ -66,8 +66,8 @@ extension SharedLock {
     /// - Warning: Exclusive mode is not recursive: calling a `SharedLock` form of this lock
     ///   inside `body` traps.
     @inlinable
-    public func withExclusive<R>(
-        isolation: isolated (any Actor)? = #isolation, _ body: () throws -> R
+    public func withExclusive<R, E: Error>(
+        isolation: isolated (any Actor)? = #isolation, _ body: () throws(E) -> R
     ) async throws -> R {
         if let result = try withExclusiveIfAvailable(body) { return result }
         return try await waitAsync(exclusive: true, deadline: .max, isolation: isolation, body)
@@ -86,8 +86,8 @@ extension SharedLock {
     ///   `CancellationError` if the task was cancelled while it waited (in both cases
     ///   `body` did not run and nothing is left in the lock), the other errors of
     ///   ``withShared(isolation:_:)``, or the error `body` throws.
-    public func withShared<R>(
-        timeout: Duration, isolation: isolated (any Actor)? = #isolation, _ body: () throws -> R
+    public func withShared<R, E: Error>(
+        timeout: Duration, isolation: isolated (any Actor)? = #isolation, _ body: () throws(E) -> R
     ) async throws -> R {
         let deadline = SharedLock.deadline(after: timeout)
         if timeout <= .zero { return try withSharedOnce(body) }
@@ -108,8 +108,8 @@ extension SharedLock {
     ///   `CancellationError` if the task was cancelled while it waited (in both cases its
     ///   "writer waiting" mark is withdrawn and `body` did not run), the other errors of
     ///   ``withExclusive(isolation:_:)``, or the error `body` throws.
-    public func withExclusive<R>(
-        timeout: Duration, isolation: isolated (any Actor)? = #isolation, _ body: () throws -> R
+    public func withExclusive<R, E: Error>(
+        timeout: Duration, isolation: isolated (any Actor)? = #isolation, _ body: () throws(E) -> R
     ) async throws -> R {
         let deadline = SharedLock.deadline(after: timeout)
         if timeout <= .zero { return try withExclusiveOnce(body) }

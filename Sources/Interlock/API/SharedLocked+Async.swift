@@ -16,8 +16,8 @@ extension SharedLocked {
     ///   errors of ``SharedLock/withShared(isolation:_:)``, or the error `body` throws.
     /// - Precondition: The value is not poisoned (see the type's note on `fork()`).
     @inlinable
-    public func withShared<R>(
-        isolation: isolated (any Actor)? = #isolation, _ body: (borrowing Value) throws -> R
+    public func withShared<R, E: Error>(
+        isolation: isolated (any Actor)? = #isolation, _ body: (borrowing Value) throws(E) -> R
     ) async throws -> R {
         if let result = try withSharedIfAvailable(body) { return result }
         return try await lock.waitAsync(exclusive: false, deadline: .max, isolation: isolation) { try read(body) }
@@ -39,8 +39,8 @@ extension SharedLocked {
     ///   ``SharedLock/withExclusive(isolation:_:)``, or the error `body` throws.
     /// - Precondition: The value is not poisoned (see the type's note on `fork()`).
     @inlinable
-    public func withExclusive<R>(
-        isolation: isolated (any Actor)? = #isolation, _ body: (inout Value) throws -> R
+    public func withExclusive<R, E: Error>(
+        isolation: isolated (any Actor)? = #isolation, _ body: (inout Value) throws(E) -> R
     ) async throws -> R {
         if let result = try withExclusiveIfAvailable(body) { return result }
         return try await lock.waitAsync(exclusive: true, deadline: .max, isolation: isolation) { try write(body) }
@@ -57,8 +57,8 @@ extension SharedLocked {
     /// - Throws: ``InterlockError/timedOut`` if the lock was not acquired in time (then
     ///   `body` did not run), `CancellationError`, the other errors of
     ///   ``SharedLock/withShared(timeout:isolation:_:)``, or the error `body` throws.
-    public func withShared<R>(
-        timeout: Duration, isolation: isolated (any Actor)? = #isolation, _ body: (borrowing Value) throws -> R
+    public func withShared<R, E: Error>(
+        timeout: Duration, isolation: isolated (any Actor)? = #isolation, _ body: (borrowing Value) throws(E) -> R
     ) async throws -> R {
         try await lock.withShared(timeout: timeout, isolation: isolation) { try read(body) }
     }
@@ -74,8 +74,8 @@ extension SharedLocked {
     /// - Throws: ``InterlockError/timedOut`` if the lock was not acquired in time (then
     ///   `body` did not run), `CancellationError`, the other errors of
     ///   ``SharedLock/withExclusive(timeout:isolation:_:)``, or the error `body` throws.
-    public func withExclusive<R>(
-        timeout: Duration, isolation: isolated (any Actor)? = #isolation, _ body: (inout Value) throws -> R
+    public func withExclusive<R, E: Error>(
+        timeout: Duration, isolation: isolated (any Actor)? = #isolation, _ body: (inout Value) throws(E) -> R
     ) async throws -> R {
         try await lock.withExclusive(timeout: timeout, isolation: isolation) { try write(body) }
     }
@@ -95,8 +95,8 @@ extension SharedLockedArray {
     /// - Throws: `CancellationError` if the task is cancelled while it waits, the other
     ///   errors of ``SharedLock/withShared(isolation:_:)``, or the error `body` throws.
     @inlinable
-    public func withShared<R>(
-        isolation: isolated (any Actor)? = #isolation, _ body: (Span<Element>) throws -> R
+    public func withShared<R, E: Error>(
+        isolation: isolated (any Actor)? = #isolation, _ body: (Span<Element>) throws(E) -> R
     ) async throws -> R {
         if let result = try withSharedIfAvailable(body) { return result }
         return try await lock.waitAsync(exclusive: false, deadline: .max, isolation: isolation) { try read(body) }
@@ -116,9 +116,9 @@ extension SharedLockedArray {
     ///   waiting" mark is withdrawn first), the other errors of
     ///   ``SharedLock/withExclusive(isolation:_:)``, or the error `body` throws.
     @inlinable
-    public func withExclusive<R>(
+    public func withExclusive<R, E: Error>(
         isolation: isolated (any Actor)? = #isolation,
-        _ body: (inout MutableSpan<Element>, _ previousWriterDied: Bool) throws -> R
+        _ body: (inout MutableSpan<Element>, _ previousWriterDied: Bool) throws(E) -> R
     ) async throws -> R {
         if let result = try withExclusiveIfAvailable(body) { return result }
         return try await lock.waitAsync(exclusive: true, deadline: .max, isolation: isolation) { try write(body) }
@@ -135,8 +135,8 @@ extension SharedLockedArray {
     /// - Throws: ``InterlockError/timedOut`` if the lock was not acquired in time (then
     ///   `body` did not run), `CancellationError`, the other errors of
     ///   ``SharedLock/withShared(timeout:isolation:_:)``, or the error `body` throws.
-    public func withShared<R>(
-        timeout: Duration, isolation: isolated (any Actor)? = #isolation, _ body: (Span<Element>) throws -> R
+    public func withShared<R, E: Error>(
+        timeout: Duration, isolation: isolated (any Actor)? = #isolation, _ body: (Span<Element>) throws(E) -> R
     ) async throws -> R {
         try await lock.withShared(timeout: timeout, isolation: isolation) { try read(body) }
     }
@@ -152,9 +152,9 @@ extension SharedLockedArray {
     /// - Throws: ``InterlockError/timedOut`` if the lock was not acquired in time (then
     ///   `body` did not run), `CancellationError`, the other errors of
     ///   ``SharedLock/withExclusive(timeout:isolation:_:)``, or the error `body` throws.
-    public func withExclusive<R>(
+    public func withExclusive<R, E: Error>(
         timeout: Duration, isolation: isolated (any Actor)? = #isolation,
-        _ body: (inout MutableSpan<Element>, _ previousWriterDied: Bool) throws -> R
+        _ body: (inout MutableSpan<Element>, _ previousWriterDied: Bool) throws(E) -> R
     ) async throws -> R {
         try await lock.withExclusive(timeout: timeout, isolation: isolation) { try write(body) }
     }
