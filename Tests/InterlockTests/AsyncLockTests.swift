@@ -162,6 +162,62 @@ struct AsyncLockTests {
         #expect(lock.asyncWaiting == 0)
     }
 
+    /// Tasks cancelled at random instants (queued, being acquired, just granted, holding)
+    /// while blocking threads keep taking the lock: every task either ran its body or threw
+    /// `CancellationError`, the invariants held, and the lock ends idle, with nothing queued,
+    /// held or announced.
+    @Test(arguments: ["threads", "forkShared"])
+    func cancellationAtRandomInstants(scope: String) async throws {
+        let lock = scope == "threads" ? SharedLock() : try SharedLock.forkShared()
+        let c = Counters()
+        let stop = Counters(1)
+        let threads = ThreadGroup(2) { index in
+            var rng = SeededRandom(seed: UInt64(index + 7))
+            while stop[0] == 0 {
+                let work = rng.next() % 8 == 0 ? 2_000 : 50  // now and then a long hold
+                if rng.next() % 3 == 0 {
+                    lock.withExclusive { for _ in 0..<work { Self.exclusiveSection(c) } }
+                } else {
+                    lock.withShared { for _ in 0..<work { Self.sharedSection(c) } }
+                }
+            }
+        }
+        let outcomes = Counters(3)  // 0: ran, 1: cancelled, 2: other errors
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<50 {
+                group.addTask {
+                    var rng = SeededRandom(seed: UInt64(1000 + index))
+                    for _ in 0..<20 {
+                        let exclusive = rng.next() % 3 == 0
+                        let task = Task {
+                            exclusive ? try await lock.withExclusive { Self.exclusiveSection(c) }
+                                      : try await lock.withShared { Self.sharedSection(c) }
+                        }
+                        switch rng.next() % 4 {
+                        case 0: break
+                        case 1: await Task.yield()
+                        default: try? await Task.sleep(for: .microseconds(Int(rng.next() % 3_000)))
+                        }
+                        task.cancel()
+                        do { try await task.value; outcomes.add(0) } catch is CancellationError { outcomes.add(1) } catch { outcomes.add(2) }
+                    }
+                }
+            }
+        }
+        stop.set(0, 1)
+        #expect(threads.join())
+        #expect(outcomes[0] + outcomes[1] == 1000 && outcomes[2] == 0)
+        #expect(c[Slot.violations] == 0)
+        #expect(lock.asyncWaiting == 0 && lock.asyncHeld == 0)
+        #expect(lock.withExclusiveIfAvailable { true } == true, "the lock is not free at the end")
+        if scope == "forkShared" {
+            let s = lock.snapshot()!
+            #expect(s.sharedProcessCount == 0 && !s.isExclusive && s.waitingWriters == 0, "\(s)")
+        }
+        print("cancellation at random instants (\(scope)): \(outcomes[0]) ran, \(outcomes[1]) cancelled "
+            + "(\(lock.asyncCancelledAcquiring) while the waiter thread was acquiring), \(lock.asyncGranted) granted by the waiter thread")
+    }
+
     // MARK: Timeouts
 
     @Test func timeouts() async throws {

@@ -164,7 +164,7 @@ extension SharedLock {
 
     /// What this lock's waiter thread is doing in this process (for tests): see
     /// `AsyncWaiter.counts()`; nil if the lock has no waiter here.
-    func asyncWaiterCounts() -> (queued: Int, acquiring: Bool, held: Int, granted: Int)? {
+    func asyncWaiterCounts() -> (queued: Int, acquiring: Bool, held: Int, granted: Int, cancelledAcquiring: Int)? {
         asyncWaiters.existing()?.counts()
     }
 }

@@ -67,6 +67,7 @@ final class AsyncWaiter: @unchecked Sendable {
     private var exclusiveHeld = false
     private var acquiringNow = false
     private var granted = 0
+    private var cancelledAcquiring = 0
     private var threadRunning = false
     private var closed = false
 
@@ -155,12 +156,12 @@ final class AsyncWaiter: @unchecked Sendable {
     }
 
     /// What the waiter is doing, for tests: requests queued (not counting the one being
-    /// acquired), whether one is being acquired, holds it keeps now, and holds it granted
-    /// since it was made.
-    func counts() -> (queued: Int, acquiring: Bool, held: Int, granted: Int) {
+    /// acquired), whether one is being acquired, holds it keeps now, holds it granted since it
+    /// was made, and requests cancelled while it was acquiring the lock for them.
+    func counts() -> (queued: Int, acquiring: Bool, held: Int, granted: Int, cancelledAcquiring: Int) {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return (queue.count, acquiringNow, sharedHeld + (exclusiveHeld ? 1 : 0), granted)
+        return (queue.count, acquiringNow, sharedHeld + (exclusiveHeld ? 1 : 0), granted, cancelledAcquiring)
     }
 
     // MARK: The queue (mutex held)
@@ -352,6 +353,7 @@ final class AsyncWaiter: @unchecked Sendable {
             // A join that must wait: back to the head of the queue, unless it is over.
             let now = Sys.monotonicNanoseconds()
             if request.cancelled {
+                cancelledAcquiring += 1
                 result = .failure(CancellationError())
             } else if now >= request.deadline {
                 result = .failure(InterlockError.timedOut)
@@ -365,6 +367,7 @@ final class AsyncWaiter: @unchecked Sendable {
             }
             request.state = .done
         case .cancelled:
+            cancelledAcquiring += 1
             request.state = .done
             result = .failure(CancellationError())
         case .timedOut:

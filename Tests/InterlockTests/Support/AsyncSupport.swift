@@ -62,6 +62,10 @@ extension SharedLock {
 
     /// Holds the waiter thread has granted to tasks in this process.
     var asyncGranted: Int { asyncWaiterCounts()?.granted ?? 0 }
+
+    /// Requests the waiter thread ended because their task was cancelled while it was
+    /// acquiring the lock for them.
+    var asyncCancelledAcquiring: Int { asyncWaiterCounts()?.cancelledAcquiring ?? 0 }
 }
 
 /// The number of threads of this process (`Threads:` in /proc/self/status).
