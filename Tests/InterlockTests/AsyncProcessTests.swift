@@ -193,6 +193,33 @@ struct AsyncProcessTests {
         exit(0)
     }
 
+    // MARK: No trace in the state word
+
+    /// An async writer waiting for a named lock that another process holds in shared mode is
+    /// a waiting writer in the state word (new readers of every process wait behind it);
+    /// cancelled or timed out, it is gone from the word before its task throws.
+    @Test(arguments: ["cancelled", "timed out"])
+    func waitingWriterLeavesTheStateWord(ending: String) async throws {
+        let name = TestLocks.uniqueName("async-word")
+        defer { TestLocks.cleanUp(name) }
+        let helper = try HelperProcess(lock: name)
+        #expect(try helper.ask("try-shared") == "ok shared")
+        let lock = try SharedLock(named: name)
+        let writer = Task {
+            ending == "cancelled" ? try await lock.withExclusive { 1 } : try await lock.withExclusive(timeout: .milliseconds(300)) { 1 }
+        }
+        #expect(await eventually { lock.snapshot()!.waitingWriters == 1 }, "the async writer never showed in the state word")
+        #expect(try helper.ask("try-shared") == "busy", "another process's reader got in past the waiting writer")
+        if ending == "cancelled" { writer.cancel() }
+        let error = await thrownError { try await writer.value }
+        #expect(ending == "cancelled" ? error is CancellationError : (error as? InterlockError) == .timedOut)
+        let s = lock.snapshot()!
+        #expect(s.waitingWriters == 0 && !s.isExclusive, "\(s)")
+        #expect(try helper.ask("try-shared") == "ok shared", "a reader cannot get in after the writer gave up")
+        #expect(TestLocks.problems(in: s).isEmpty, "\(TestLocks.problems(in: s))")
+        _ = try helper.quit()
+    }
+
     // MARK: Fork and kill -9
 
     /// A fork-shared lock held by a forked child; async readers and writers wait in the
@@ -302,6 +329,49 @@ struct AsyncProcessTests {
             if status != 0 { Proc.fail("the child exited \(status)") }
             if lock.withExclusiveIfAvailable({ true }) != true { Proc.fail("the parent's hold was not released") }
             Proc.checkIdle(lock)
+            exit(0)
+        }
+    }
+
+    // MARK: Many locks
+
+    /// One waiter thread per lock with waiting tasks (not per task), and all of them stop
+    /// when their locks go: 200 locks held by one thread, 5 tasks waiting on each.
+    @Test func manyLocksEachGetOneWaiterThread() async {
+        await #expect(processExitsWith: .success) {
+            alarm(60)
+            func running() -> Int { AsyncWaiter.runningThreads.load(ordering: .relaxed) }
+            var locks: [SharedLock] = (0..<200).map { _ in SharedLock() }
+            let parking = Parking(), held = Counters(1)
+            let holder = TestThread { [locks] in
+                synchronously {
+                    for lock in locks { lock.lockExclusive() }
+                    held.set(0, 1)
+                    parking.park()
+                    for lock in locks { lock.unlockExclusive() }
+                }
+            }
+            guard held.wait(until: { $0[0] == 1 }) else { Proc.fail("the holder did not take the locks") }
+            let baseline = processThreadCount()
+            let all = Task { [locks] in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (index, lock) in locks.enumerated() {
+                        for j in 0..<5 {
+                            group.addTask { (index + j) % 2 == 0 ? try await lock.withShared {} : try await lock.withExclusive {} }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            guard await eventually({ locks.allSatisfy { $0.asyncWaiting == 5 } }) else { Proc.fail("the tasks did not all wait") }
+            if running() != 200 { Proc.fail("\(running()) waiter threads for 200 locks") }
+            let most = processThreadCount()
+            if most > baseline + 200 + 8 { Proc.fail("\(most - baseline) threads were added for 1,000 tasks on 200 locks") }
+            parking.release()
+            holder.join()
+            do { try await all.value } catch { Proc.fail("\(error)") }
+            locks.removeAll()
+            guard await eventually({ running() == 0 }) else { Proc.fail("\(running()) waiter threads outlived their locks") }
             exit(0)
         }
     }
