@@ -3,7 +3,7 @@
 
 #include <stdio.h>  // defines __GLIBC__ on glibc
 #if !defined(__linux__) || !defined(__GLIBC__)
-#error "Interlock supports Linux with glibc only (futexes shared between processes, /dev/shm, glibc's pthread_rwlock)."
+#error "Interlock supports Linux with glibc only (futexes shared between processes, /dev/shm, POSIX record locks)."
 #endif
 
 #include <errno.h>
@@ -146,6 +146,20 @@ int cinterlock_futex_wake(uint32_t *word, int count, int process_shared) {
     long r = syscall(SYS_futex, word, op, count, NULL, NULL, 0);
     return r >= 0 ? (int)r : -errno;
 }
+
+int cinterlock_futex_wait_bitset(uint32_t *word, uint32_t expected,
+                                 const struct timespec *deadline, uint32_t bitset,
+                                 int process_shared) {
+    int op = process_shared ? FUTEX_WAIT_BITSET : (FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG);
+    long r = syscall(SYS_futex, word, op, expected, deadline, NULL, bitset);
+    return r == 0 ? 0 : errno;
+}
+
+int cinterlock_futex_wake_bitset(uint32_t *word, int count, uint32_t bitset, int process_shared) {
+    int op = process_shared ? FUTEX_WAKE_BITSET : (FUTEX_WAKE_BITSET | FUTEX_PRIVATE_FLAG);
+    long r = syscall(SYS_futex, word, op, count, NULL, NULL, bitset);
+    return r >= 0 ? (int)r : -errno;
+}
 #else
 // Darwin port: to be written on __ulock_wait/__ulock_wake (or os_sync_wait_on_address).
 int cinterlock_futex_wait(uint32_t *word, uint32_t expected,
@@ -155,6 +169,16 @@ int cinterlock_futex_wait(uint32_t *word, uint32_t expected,
 }
 int cinterlock_futex_wake(uint32_t *word, int count, int process_shared) {
     (void)word; (void)count; (void)process_shared;
+    return -ENOSYS;
+}
+int cinterlock_futex_wait_bitset(uint32_t *word, uint32_t expected,
+                                 const struct timespec *deadline, uint32_t bitset,
+                                 int process_shared) {
+    (void)word; (void)expected; (void)deadline; (void)bitset; (void)process_shared;
+    return ENOSYS;
+}
+int cinterlock_futex_wake_bitset(uint32_t *word, int count, uint32_t bitset, int process_shared) {
+    (void)word; (void)count; (void)bitset; (void)process_shared;
     return -ENOSYS;
 }
 #endif
@@ -214,22 +238,6 @@ int cinterlock_memfd_create(const char *name) { (void)name; return -ENOSYS; }
 int cinterlock_memfd_seal(int fd) { (void)fd; return ENOSYS; }
 int64_t cinterlock_filesystem_type(int fd) { (void)fd; return 0; }
 #endif
-
-int cinterlock_rwlock_rdlock_until(void *rwlock, const struct timespec *deadline) {
-#if defined(__linux__)
-    return pthread_rwlock_clockrdlock((pthread_rwlock_t *)rwlock, CLOCK_MONOTONIC, deadline);
-#else
-    return pthread_rwlock_timedrdlock((pthread_rwlock_t *)rwlock, deadline);
-#endif
-}
-
-int cinterlock_rwlock_wrlock_until(void *rwlock, const struct timespec *deadline) {
-#if defined(__linux__)
-    return pthread_rwlock_clockwrlock((pthread_rwlock_t *)rwlock, CLOCK_MONOTONIC, deadline);
-#else
-    return pthread_rwlock_timedwrlock((pthread_rwlock_t *)rwlock, deadline);
-#endif
-}
 
 void cinterlock_name_thread(const char *name) {
     char buffer[16];

@@ -206,7 +206,7 @@ struct AsyncProcessTests {
         #expect(try helper.ask("try-shared") == "ok shared")
         let lock = try SharedLock(named: name)
         let writer = Task {
-            ending == "cancelled" ? try await lock.withExclusive { 1 } : try await lock.withExclusive(timeout: .milliseconds(300)) { 1 }
+            ending == "cancelled" ? try await lock.withExclusive { 1 } : try await lock.withExclusive(timeout: .seconds(3)) { 1 }
         }
         #expect(await eventually { lock.snapshot()!.waitingWriters == 1 }, "the async writer never showed in the state word")
         #expect(try helper.ask("try-shared") == "busy", "another process's reader got in past the waiting writer")

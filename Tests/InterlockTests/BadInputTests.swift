@@ -70,8 +70,8 @@ struct BadInputTests {
 
     // MARK: Hand-made segments
 
-    /// A version-2 header with the given fields (see the layout in Segment.swift).
-    static func header(magic: UInt64 = RawSegment.magic, version: UInt32 = 2, ready: UInt32 = 1,
+    /// A version-3 header with the given fields (see the layout in Segment.swift).
+    static func header(magic: UInt64 = RawSegment.magic, version: UInt32 = 3, ready: UInt32 = 1,
                        size: UInt64, capacity: UInt32 = 64) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: 128)
         bytes.withUnsafeMutableBytes { p in

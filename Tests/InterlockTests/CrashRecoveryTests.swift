@@ -113,7 +113,7 @@ struct CrashRecoveryTests {
         // Recovery marks a dead entry idle; registration reuses it later.
         #expect(!after.holders.contains { $0.pid == v.pid && ($0.isAlive || $0.mode != .idle) },
                 "the victim's entry was not reclaimed: \(after)")
-        #expect(after.stateWord & ~TestLocks.parkedBit == 0, "the lock is idle again: \(after)")
+        #expect(after.stateWord & ~TestLocks.staleBits == 0, "the lock is idle again: \(after)")
         #expect(after.recoveries == s.kills, "one reclaimed holder per kill: \(after)")
     }
 

@@ -251,7 +251,7 @@ struct MisuseTests {
             lock.lockExclusive()
             try? lock.lockShared(timeout: .milliseconds(10))
         } }
-        expectMisuse(result, mentioning: "lockShared()")
+        expectMisuse(result, mentioning: "lockShared(timeout:)")
     }
 
     @Test func withSharedInsideWithExclusive() async {

@@ -238,7 +238,10 @@ enum ForkHammer {
         if c.guarded.pointee != exclusive { problems.append("guarded counter \(c.guarded.pointee) != \(exclusive) exclusive holds (lost updates)") }
         if exclusive == 0 || c.sharedOps.pointee.load(ordering: .relaxed) == 0 { problems.append("a mode was never exercised") }
         if c.timeouts.pointee.load(ordering: .relaxed) != 0 { problems.append("\(c.timeouts.pointee.load(ordering: .relaxed)) timed acquisitions hit their 30 s bound") }
-        if c.maxReaders.pointee.load(ordering: .relaxed) < 2 { problems.append("shared holders never overlapped") }
+        // (Readers of different processes overlapping is proven by the rendezvous above;
+        // whether two short random holds also overlap by chance depends on timing, and
+        // with writers in 10% of operations the phase-fair protocol lets readers in by
+        // small batches, so it is not asserted.)
         if !problems.isEmpty { Proc.fail(problems.joined(separator: "; ")) }
         Proc.checkIdle(lock)
         exit(0)

@@ -1,7 +1,9 @@
 // Group 1: one thread, nobody else around: the cost of an acquire+release pair.
 //
-// Ours in each scope (threads, fork-shared memory, named segment) against:
+// Ours in each scope (threads, fork-shared memory, named segment, lock file at a path) against:
 //   - raw pthread_rwlock, glibc default (reader-preferring) and writer-preferring kinds,
+//   - raw pthread_rwlock, default kind, PTHREAD_PROCESS_SHARED in MAP_SHARED memory
+//     (`pthread-pshared`: the baseline for the process scopes),
 //   - Synchronization.Mutex (exclusive only: it has no shared mode),
 //   - an fcntl OFD lock on a temporary file (the file-lock approach: fasteners and friends).
 // Also ours through the closure API (`withShared`/`withExclusive`), which callers normally use,
@@ -53,10 +55,14 @@ func registerUncontended() {
     pair("SharedLock-threads") { SharedLock() }
     pair("SharedLock-forkShared") { try SharedLock.forkShared() }
     pair("SharedLock-named", { try SharedLock(named: uniqueLockName("uncontended")) }, undo: removeIfNamed)
+    pair("SharedLock-path", { try SharedLock(path: "/tmp/\(uniqueLockName("uncontended")).lock") }, undo: removeIfNamed)
 
     // Baselines.
     pair(RawRWLock.Kind.readerPreferring.rawValue) { RawRWLock(.readerPreferring) }
     pair(RawRWLock.Kind.writerPreferring.rawValue) { RawRWLock(.writerPreferring) }
+    // What a C programmer writes for processes: default kind, PTHREAD_PROCESS_SHARED, in
+    // MAP_SHARED memory (the process scopes' baseline, issue 10).
+    pair("pthread-pshared") { RawRWLock(.readerPreferring, processShared: SharedRegion()) }
     pair("fcntl-OFD") { OFDLock() }
 
     // Ours through the closure API, threads scope.

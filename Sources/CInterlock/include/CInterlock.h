@@ -45,6 +45,18 @@ int cinterlock_futex_wait(uint32_t *word, uint32_t expected,
 /// woken, or -errno.
 int cinterlock_futex_wake(uint32_t *word, int count, int process_shared);
 
+/// `futex(FUTEX_WAIT_BITSET)`: like `cinterlock_futex_wait`, but the sleeper is tagged
+/// with `bitset` (non-zero), so that `cinterlock_futex_wake_bitset` can wake one class of
+/// waiters on a word and leave the others asleep. `deadline` is *absolute*
+/// (CLOCK_MONOTONIC), or NULL. Returns 0 when woken, or an errno (EAGAIN, ETIMEDOUT, EINTR).
+int cinterlock_futex_wait_bitset(uint32_t *word, uint32_t expected,
+                                 const struct timespec *_Nullable deadline, uint32_t bitset,
+                                 int process_shared);
+
+/// `futex(FUTEX_WAKE_BITSET)`: wakes up to `count` waiters on `word` whose bitset
+/// shares a bit with `bitset`. Returns the number woken, or -errno.
+int cinterlock_futex_wake_bitset(uint32_t *word, int count, uint32_t bitset, int process_shared);
+
 /// Number of per-thread fast slots for `ThreadLocal` (instances beyond this many alive at
 /// once use a per-thread dictionary instead). 32 slots of 16 bytes: the same 512 bytes of
 /// static TLS as 64 bare pointers, so a library that `dlopen`s Interlock does not need more.
@@ -194,11 +206,6 @@ static inline int cinterlock_cpu_relax(void) {
     return 0;
 }
 
-/// `pthread_rwlock_clockrdlock`/`clockwrlock` with CLOCK_MONOTONIC and an absolute
-/// deadline. In C because glibc declares them only under `_GNU_SOURCE`, which the
-/// Swift Glibc module does not define. Return 0 or an errno (ETIMEDOUT, EDEADLK, …).
-int cinterlock_rwlock_rdlock_until(void *rwlock, const struct timespec *deadline);
-int cinterlock_rwlock_wrlock_until(void *rwlock, const struct timespec *deadline);
 
 /// Names the calling thread (`pthread_setname_np`, at most 15 bytes; longer names are cut).
 /// In C because glibc declares it only under `_GNU_SOURCE`. Used for the async waiter thread,

@@ -11,18 +11,20 @@ public struct LockSnapshot: Sendable, Equatable {
     public var segmentSize: Int
     /// The number of holder-table entries (processes that can use the lock at once).
     public var capacity: Int
-    /// The raw state word (see the bit layout in the DocC article and `StateWord`).
+    /// The raw control word (layout 3; see the bit layout in the DocC article "Protocol").
     public var stateWord: UInt32
     /// Whether a process holds exclusive mode.
     public var isExclusive: Bool
     /// The number of processes holding shared mode.
     public var sharedProcessCount: Int
-    /// The number of processes with a writer waiting for exclusive mode.
+    /// The number of writer threads of live processes waiting for exclusive mode: the
+    /// one that owns the write phase while readers drain, and those waiting behind it.
     public var waitingWriters: Int
     /// Whether the last exclusive holder died holding the lock and no exclusive holder
     /// has been told yet.
     public var previousHolderDied: Bool
-    /// Whether a process is rebuilding the state after a crash.
+    /// Whether a process is rebuilding the state after a crash. Always false since
+    /// layout 3, whose recovery is a single step (kept for source compatibility).
     public var isRecovering: Bool
     /// The number of dead holders reclaimed since the lock was created.
     public var recoveries: Int
@@ -64,34 +66,45 @@ public struct LockSnapshot: Sendable, Equatable {
 }
 
 extension Segment {
-    /// Decodes the segment without changing it. Lists every entry whose owner is alive
-    /// or that still holds something (a dead holder not yet reclaimed).
     func snapshot(name: String?) -> LockSnapshot {
         checkHeader()
-        let s = state.pointee.load(ordering: .acquiring)
+        let c = control.pointee.load(ordering: .acquiring)
+        let writerSlot = c & Control.writer != 0 ? Control.ownerSlot(c) : nil
         var holders: [LockSnapshot.Holder] = []
+        var sharedProcesses = 0, waiting = 0, exclusive = false
         for i in 0..<Int32(capacity) {
             let e = entry(i)
             let visible = liveLock(i)?.pid
-            let rawMode = e.mode.pointee.load(ordering: .acquiring)
-            if visible == nil && rawMode == Entry.idle { continue }
-            let owner = Int32(bitPattern: e.owner.pointee.load(ordering: .acquiring))
-            let start = e.startTime.pointee.load(ordering: .relaxed)
+            let readers = e.readers.pointee.load(ordering: .acquiring)
+            let writers = e.waitingWriters.pointee.load(ordering: .acquiring)
+            let blocked = e.blocked.pointee.load(ordering: .acquiring)
+            if visible == nil && readers == 0 && blocked == 0 && writerSlot != i { continue }
             let mode: LockSnapshot.HolderMode
-            switch rawMode & Entry.modeMask {
-            case Entry.shared: mode = .shared
-            case Entry.exclusive: mode = .exclusive
-            case Entry.waiting: mode = .waitingExclusive
-            default: mode = .idle
+            let writing = e.writing.pointee.load(ordering: .acquiring) != 0
+            if writerSlot == i && writing {
+                mode = .exclusive
+                exclusive = true
+            } else if writerSlot == i {
+                mode = .waitingExclusive  // owns the write phase, waiting for readers to leave
+                if visible != nil { waiting += 1 }
+            } else if readers != 0 {
+                mode = .shared
+                sharedProcesses += 1
+            } else if writers != 0 {
+                mode = .waitingExclusive
+            } else {
+                mode = .idle
             }
-            holders.append(.init(slot: Int(i), pid: owner, visiblePID: visible, startTime: start, mode: mode,
-                                 isAlive: visible != nil))
+            if visible != nil { waiting += Int(writers) }
+            holders.append(.init(slot: Int(i), pid: Int32(bitPattern: e.owner.pointee.load(ordering: .acquiring)),
+                                 visiblePID: visible, startTime: e.startTime.pointee.load(ordering: .relaxed),
+                                 mode: mode, isAlive: visible != nil))
         }
         return LockSnapshot(
             name: name, layoutVersion: version, segmentSize: mappedSize, capacity: capacity,
-            stateWord: s, isExclusive: s & StateWord.exclusive != 0,
-            sharedProcessCount: StateWord.sharedCount(s), waitingWriters: StateWord.waitingCount(s),
-            previousHolderDied: s & StateWord.ownerDied != 0, isRecovering: s & StateWord.recovering != 0,
+            stateWord: c, isExclusive: exclusive,
+            sharedProcessCount: sharedProcesses, waitingWriters: waiting,
+            previousHolderDied: c & Control.ownerDied != 0, isRecovering: false,
             recoveries: Int(recoveries.pointee.load(ordering: .relaxed)), holders: holders)
     }
 }

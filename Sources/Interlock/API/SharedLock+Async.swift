@@ -3,10 +3,12 @@
 // A free lock is taken at once, on the task's own thread, without suspending: the same try
 // as `withSharedIfAvailable`. A busy lock makes the task suspend: the lock's waiter thread
 // (one per lock per process, started on first need, stopped when idle; see `AsyncWaiter`)
-// waits for it with the blocking calls, resumes the task when it holds it, and releases it
-// when the task's body is done. The body stays synchronous, so a hold never spans an `await`:
-// the thread level is a `pthread_rwlock`, which must be released by the thread that took it,
-// and a task may resume on another thread after every `await`.
+// waits for it with the blocking calls and hands the hold to the task, which runs its body
+// and releases the hold on the thread it resumed on (see `AsyncRequest`). The body stays
+// synchronous, so a hold never spans an `await`: a hold belongs to a thread (the misuse
+// checks and `previousHolderDied` name the holding thread), a task may resume on another
+// thread after every `await`, and a hold kept while its task is suspended would keep every
+// other waiter waiting for whatever the task awaits.
 
 extension SharedLock {
     /// Runs `body` under shared mode, suspending the task (not blocking its thread) while
@@ -134,7 +136,8 @@ extension SharedLock {
 
     /// The slow path of every async form: the attempt without waiting failed. Queues a
     /// request with this process's waiter thread, suspends until it holds the lock for the
-    /// task (or the wait ends with an error), runs `body` here, and hands the hold back.
+    /// task (or the wait ends with an error), then takes the hold over, runs `body` and
+    /// releases it, on this thread.
     ///
     /// - Parameters:
     ///   - deadline: absolute CLOCK_MONOTONIC nanoseconds, `Int64.max` for none.
@@ -143,7 +146,7 @@ extension SharedLock {
         exclusive: Bool, deadline: Int64, isolation: isolated (any Actor)?, _ body: () throws -> R
     ) async throws -> R {
         let waiter = asyncWaiters.waiter()
-        let request = AsyncRequest(lock: self, exclusive: exclusive, deadline: deadline)
+        let request = AsyncRequest(lock: self, waiter: waiter, exclusive: exclusive, deadline: deadline)
         try await withTaskCancellationHandler(operation: {
             try await withUnsafeThrowingContinuation(isolation: isolation) { (acquired: UnsafeContinuation<Void, any Error>) in
                 waiter.enqueue(request, acquired)
@@ -151,15 +154,9 @@ extension SharedLock {
         }, onCancel: {
             waiter.cancel(request)
         }, isolation: isolation)
-        // Held by the waiter thread for us. `body` cannot suspend, so it runs on one thread
-        // from start to end.
-        let result = Result { try request.runBody(body) }
-        if request.mustRelease {
-            await withUnsafeContinuation(isolation: isolation) { (released: UnsafeContinuation<Void, Never>) in
-                waiter.release(request, released)
-            }
-        }
-        return try result.get()
+        // The lock is held for us: take the hold over on this thread, run `body`, release.
+        // `body` cannot suspend, so all of it happens on one thread.
+        return try request.runGranted(body)
     }
 
     /// What this lock's waiter thread is doing in this process (for tests): see

@@ -8,7 +8,7 @@ import Glibc
 // reference dropped): the scoped forms keep the lock alive until they release it. The
 // hold could never be released afterwards — in a process scope, other processes'
 // writers would wait until this process exits, with no message anywhere; in the threads
-// scope the rwlock would be destroyed while held. Releasing it quietly on the caller's
+// scope the lock's state would be freed while held. Releasing it quietly on the caller's
 // behalf would hide the bug (the data the lock guards may be half-written). So it is
 // misuse, and traps with a message that names the lock.
 
@@ -17,17 +17,17 @@ extension SharedLock {
     /// first thing in `deinit`.
     ///
     /// Sound without racing anyone: no other thread can be acquiring the lock (it would
-    /// hold a reference), so the rwlock is busy only if a hold was never released. State
-    /// inherited through `fork()` is skipped: a child holds nothing its parent held.
+    /// hold a reference), so this process's entry counts a shared hold, or the owner
+    /// field an exclusive one, only if a hold was never released. State inherited
+    /// through `fork()` is skipped: a child holds nothing its parent held.
     func checkNotHeldAtDeinit() {
         guard let p = local.currentIfOwned() else { return }
         let state = LocalState(p)
-        let rc = pthread_rwlock_trywrlock(state.rwlock)
-        if rc == 0 {
-            pthread_rwlock_unlock(state.rwlock)
-            return
-        }
-        let mode = state.owner.pointee.load(ordering: .relaxed) != 0 ? "exclusive" : "shared"
+        let slot = state.slot
+        let exclusive = state.owner.pointee.load(ordering: .relaxed) != 0
+        let shared = slot >= 0 && core(state).entry(slot).readers.pointee.load(ordering: .acquiring) != 0
+        if !exclusive && !shared { return }
+        let mode = exclusive ? "exclusive" : "shared"
         misuse("\(lockDescription) deinitialised while this process holds it in \(mode) mode; "
             + "release every lockShared()/lockExclusive() before the last reference goes away")
     }

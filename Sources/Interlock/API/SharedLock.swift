@@ -13,7 +13,7 @@ import Synchronization
 /// ```
 ///
 /// Four scopes:
-/// - ``init()``: the threads of this process (`pthread_rwlock` with a writer gate).
+/// - ``init()``: the threads of this process (state in this process's memory).
 /// - ``forkShared(capacity:)``: anonymous shared memory (a memfd), for a parent and the
 ///   children it forks afterwards.
 /// - ``init(named:options:)``: a named segment (`shm_open`) that independently launched
@@ -21,8 +21,10 @@ import Synchronization
 /// - ``init(path:options:)``: a lock file at a path, for programs that share a directory
 ///   (next to the data the lock guards, or on a volume several containers mount).
 ///
-/// **Writer preference.** Once a writer waits, new shared acquisitions wait too — in
-/// every thread of every process — so a stream of readers cannot starve a writer.
+/// **Fair both ways.** Once a writer waits, new shared acquisitions wait too — in every
+/// thread of every process — so a stream of readers cannot starve a writer; and the
+/// readers that waited for a writer go in before the next writer, so a stream of writers
+/// cannot starve readers either (phase fairness; see the article "Protocol").
 ///
 /// **Timeouts.** Every blocking acquisition has a timed form (monotonic clock) and a
 /// try form; a failed attempt leaves no trace.
@@ -53,7 +55,7 @@ import Synchronization
 ///   released, and other processes' writers would wait until this process exits.
 public final class SharedLock: @unchecked Sendable {
     // Sendable: all mutable state is reached through atomics (`ForkLocalPointer`, the
-    // state words) or through the pthread rwlock; see `LocalState` and `Segment`.
+    // control word and counts); see `LocalState`, `Core` and `Segment`.
 
     /// Which threads and processes a lock coordinates.
     public enum Scope: Sendable, Equatable {
@@ -82,8 +84,9 @@ public final class SharedLock: @unchecked Sendable {
         self.scope = scope
         self.segment = opened?.segment
         self.file = opened?.file
+        let threadsScope = opened == nil
         self.local = ForkLocalPointer(
-            make: { LocalState.make(generation: $0) },
+            make: { LocalState.make(generation: $0, threadsScope: threadsScope) },
             discard: { LocalState.destroy($0) })
     }
 
@@ -186,11 +189,7 @@ public final class SharedLock: @unchecked Sendable {
     private func registerNow() throws(InterlockError) {
         guard let segment else { return }
         let state = LocalState(local.get())
-        // Serialise with this process's other process-level steps (none can run yet, but
-        // keep the rule that registration happens under the exclusive rwlock).
-        state.lockExclusiveThread()
-        defer { state.unlockExclusiveThread() }
-        if case .failure(let error) = state.entry(in: segment) {
+        if case .failure(let error) = state.register(in: segment) {
             switch (error, scope) {
             case (.holderTableFull(_, let capacity), .named(let name)), (.holderTableFull(_, let capacity), .path(let name)):
                 throw .holderTableFull(name: name, capacity: capacity)
@@ -260,7 +259,7 @@ public final class SharedLock: @unchecked Sendable {
     /// Reads the named lock's state without taking it or registering in it.
     ///
     /// - Parameter name: the lock's name.
-    /// - Returns: a decoded snapshot of the header, state word and holder table.
+    /// - Returns: a decoded snapshot of the header, control word and holder table.
     /// - Throws: the errors of ``init(named:options:)`` with `.openOnly`.
     public static func inspect(named name: String) throws(InterlockError) -> LockSnapshot {
         var options = NamedLockOptions()
@@ -279,7 +278,7 @@ public final class SharedLock: @unchecked Sendable {
     /// in it.
     ///
     /// - Parameter path: the lock file's path.
-    /// - Returns: a decoded snapshot of the header, state word and holder table.
+    /// - Returns: a decoded snapshot of the header, control word and holder table.
     /// - Throws: the errors of ``init(path:options:)`` with `.openOnly`.
     public static func inspect(path: String) throws(InterlockError) -> LockSnapshot {
         var options = NamedLockOptions()

@@ -8,41 +8,33 @@ import Synchronization
 /// of suspended tasks, so that a thousand waiting tasks cost one blocked thread, not a
 /// thousand (and none of the cooperative pool's).
 ///
-/// **Why a thread holds the lock.** The thread level is a `pthread_rwlock`, which must be
-/// released by the thread that took it, and a task may resume on any thread after an
-/// `await`. So when a task cannot take the lock at once, the waiter thread takes it *for*
-/// the task with the ordinary blocking calls (so fairness, writer preference, process-scope
-/// waits and crash recovery are exactly those of a blocking waiter), then resumes the task,
-/// which runs its synchronous body on its own thread (see `AsyncRequest.runBody`) and hands
-/// the hold back; the waiter thread releases it.
-///
-/// **The loop.** Requests wait in a FIFO. The thread
-/// 1. releases the holds tasks handed back (first: they are what others wait for);
-/// 2. times out queued requests whose deadline passed;
-/// 3. serves the head: if it holds nothing, it waits for the lock with the blocking timed
-///    calls, in slices of at most `slice` (checking between slices whether the request
-///    was cancelled or timed out, and timing out queued requests); if it already holds
-///    shared mode for other tasks and the head wants shared mode too, it *tries* once more
-///    (a try fails while a writer waits, which keeps writer preference, and a try cannot
-///    deadlock on the thread's own holds); otherwise the head waits for handed-back holds;
-/// 4. when idle, lingers for `linger`, then stops (the next waiting task starts it again).
-///
-/// It never blocks while it holds anything of the lock: a blocking wait then could wait
-/// for a hold only it can release.
+/// **The loop.** Requests wait in a FIFO. The thread times out queued requests whose
+/// deadline passed, then serves the head: it waits for the lock with the ordinary blocking
+/// timed calls, in slices of at most `slice` (between slices it checks whether the request
+/// was cancelled or timed out, and times out queued requests) — so fairness, writer
+/// preference, process-scope waits and crash recovery are exactly those of a blocking
+/// waiter. Once it holds the lock it hands the hold to the task (`AsyncRequest.disown`, then
+/// `runGranted` in the task) and resumes it; the task releases the hold itself, on its own
+/// thread, so the waiter thread never holds anything between requests and never waits for
+/// a task. A shared hold goes to every shared request queued at that moment (they share it:
+/// `SharedBatch`), so the readers that waited go in together, before the next writer, as
+/// blocking readers do. When idle, the thread lingers for `linger`, then stops (the next
+/// waiting task starts it again).
 ///
 /// **Cancellation and timeouts.** A queued request is taken out at once. The request the
-/// thread is waiting for ends with the current slice: a writer's timed wait withdraws its
-/// "writer waiting" mark before it returns (as every timed-out writer does), so once the
-/// task has thrown `CancellationError` the lock carries no trace of it. Between slices the
-/// mark is withdrawn and announced again within microseconds. A wait that succeeds is
-/// granted even if the task was cancelled meanwhile (an exclusive hold may carry the
-/// notice that the previous holder died, which must reach a body).
+/// thread is waiting for ends with the current slice: a writer's timed wait gives up its
+/// claim before it returns (as every timed-out writer does), so once the task has thrown
+/// `CancellationError` the lock carries no trace of it. Between slices the claim is given up
+/// and made again within microseconds. A wait that succeeds is granted even if the task was
+/// cancelled meanwhile (an exclusive hold may carry the notice that the previous holder
+/// died, which must reach a body).
 ///
 /// **Fork.** The waiter belongs to one fork generation (`AsyncWaiterSlot`); a child never
 /// touches its parent's (whose thread does not exist there, and whose mutex may have been
 /// held at the fork).
 final class AsyncWaiter: @unchecked Sendable {
-    // Sendable: every mutable field is read and written with `mutex` held.
+    // Sendable: every mutable field is read and written with `mutex` held, except the
+    // atomic `outstanding`.
 
     /// The longest single blocking wait: how late a cancellation (or the timeout of a
     /// request queued behind the one being served) can take effect.
@@ -58,13 +50,12 @@ final class AsyncWaiter: @unchecked Sendable {
     /// these, and the condition needs the mutex). Allocated, so their addresses are stable.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
+    /// Holds granted to tasks and not yet released (for tests).
+    private let outstanding = Atomic<Int>(0)
 
     // Guarded by `mutex`:
     private var queue = AsyncQueue()
-    private var releases = AsyncQueue()
     private var timedQueued = 0
-    private var sharedHeld = 0
-    private var exclusiveHeld = false
     private var acquiringNow = false
     private var granted = 0
     private var cancelledAcquiring = 0
@@ -116,7 +107,8 @@ final class AsyncWaiter: @unchecked Sendable {
         }
         request.acquired = acquired
         request.state = .queued
-        enqueueLocked(request, atFront: false)
+        queue.append(request)
+        if request.deadline != .max { timedQueued += 1 }
         pthread_cond_signal(condition)
         pthread_mutex_unlock(mutex)
     }
@@ -136,15 +128,9 @@ final class AsyncWaiter: @unchecked Sendable {
         continuation?.resume(throwing: CancellationError())
     }
 
-    /// Hands a granted hold back; `released` is resumed once the waiter thread released it.
-    func release(_ request: AsyncRequest, _ released: UnsafeContinuation<Void, Never>) {
-        pthread_mutex_lock(mutex)
-        precondition(request.state == .held, "Interlock: an async hold handed back twice")
-        request.released = released
-        request.state = .releasing
-        releases.append(request)
-        pthread_cond_signal(condition)
-        pthread_mutex_unlock(mutex)
+    /// A task released a hold this waiter granted.
+    func holdEnded() {
+        outstanding.subtract(1, ordering: .relaxed)
     }
 
     /// The lock is being deinitialised: an idle thread stops now.
@@ -156,38 +142,19 @@ final class AsyncWaiter: @unchecked Sendable {
     }
 
     /// What the waiter is doing, for tests: requests queued (not counting the one being
-    /// acquired), whether one is being acquired, holds it keeps now, holds it granted since it
-    /// was made, and requests cancelled while it was acquiring the lock for them.
+    /// acquired), whether one is being acquired, holds granted and not yet released, holds
+    /// granted since it was made, and requests cancelled while it was acquiring for them.
     func counts() -> (queued: Int, acquiring: Bool, held: Int, granted: Int, cancelledAcquiring: Int) {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return (queue.count, acquiringNow, sharedHeld + (exclusiveHeld ? 1 : 0), granted, cancelledAcquiring)
+        return (queue.count, acquiringNow, outstanding.load(ordering: .relaxed), granted, cancelledAcquiring)
     }
 
     // MARK: The queue (mutex held)
 
-    private func enqueueLocked(_ request: AsyncRequest, atFront: Bool) {
-        if atFront { queue.prepend(request) } else { queue.append(request) }
-        if request.deadline != .max { timedQueued += 1 }
-    }
-
     private func dequeueLocked(_ request: AsyncRequest) {
         queue.remove(request)
         if request.deadline != .max { timedQueued -= 1 }
-    }
-
-    /// Moves the queued requests whose deadline is `now` or past into `expired`.
-    private func takeExpired(_ now: Int64, into expired: inout AsyncQueue) {
-        guard timedQueued > 0 else { return }
-        var r = queue.first
-        while let request = r {
-            r = request.next
-            if request.deadline <= now {
-                dequeueLocked(request)
-                request.state = .done
-                expired.append(request)
-            }
-        }
     }
 
     /// The earliest deadline among queued requests (`Int64.max` if none).
@@ -202,18 +169,26 @@ final class AsyncWaiter: @unchecked Sendable {
         return earliest
     }
 
-    /// Times out expired queued requests: unlocks the mutex to resume them, and locks it
-    /// again. Returns whether there were any.
-    private func expireQueued(_ now: Int64) -> Bool {
+    /// Times out the queued requests whose deadline is `now` or past: unlocks the mutex to
+    /// resume them, and locks it again.
+    private func expireQueued(_ now: Int64) {
+        guard timedQueued > 0 else { return }
         var expired = AsyncQueue()
-        takeExpired(now, into: &expired)
-        if expired.isEmpty { return false }
+        var r = queue.first
+        while let request = r {
+            r = request.next
+            if request.deadline <= now {
+                dequeueLocked(request)
+                request.state = .done
+                expired.append(request)
+            }
+        }
+        if expired.isEmpty { return }
         pthread_mutex_unlock(mutex)
         while let request = expired.popFirst() {
             request.acquired.take()?.resume(throwing: InterlockError.timedOut)
         }
         pthread_mutex_lock(mutex)
-        return true
     }
 
     /// Sleeps on the condition until signalled or until `deadline` (monotonic ns).
@@ -257,48 +232,27 @@ final class AsyncWaiter: @unchecked Sendable {
     }
 
     private enum Outcome {
-        case granted, busy, cancelled, timedOut
+        case granted, cancelled, timedOut
         case failed(InterlockError)
     }
 
     private func run() {
-        let me = currentThreadID()
         var idleSince: Int64 = 0
         pthread_mutex_lock(mutex)
         while true {
-            if let request = releases.popFirst() {
-                pthread_mutex_unlock(mutex)
-                if request.exclusive { request.lock.unlockExclusive() } else { request.lock.unlockShared() }
-                pthread_mutex_lock(mutex)
-                if request.exclusive { exclusiveHeld = false } else { sharedHeld -= 1 }
-                request.state = .done
-                let released = request.released.take()
-                pthread_mutex_unlock(mutex)
-                released?.resume()
-                pthread_mutex_lock(mutex)
-                continue
-            }
             let now = Sys.monotonicNanoseconds()
-            if expireQueued(now) { continue }
+            expireQueued(now)
             if let head = queue.first {
                 idleSince = 0
-                if exclusiveHeld || (sharedHeld > 0 && head.exclusive) {
-                    waitForEvent(until: earliestQueuedDeadline())
-                    continue
-                }
-                let joining = sharedHeld > 0
                 dequeueLocked(head)
                 head.state = .acquiring
                 acquiringNow = true
                 pthread_mutex_unlock(mutex)
-                let outcome: Outcome = joining ? (head.lock.tryLockShared() ? .granted : .busy) : acquire(head)
+                let outcome = acquire(head)
+                if case .granted = outcome { head.disown() }
                 pthread_mutex_lock(mutex)
                 acquiringNow = false
-                settle(head, outcome, holder: me)
-                continue
-            }
-            if sharedHeld > 0 || exclusiveHeld {
-                waitForEvent(until: .max)
+                settle(head, outcome)
                 continue
             }
             if closed { break }
@@ -311,11 +265,11 @@ final class AsyncWaiter: @unchecked Sendable {
         AsyncWaiter.runningThreads.subtract(1, ordering: .relaxed)
     }
 
-    /// Waits for the lock for `request`, holding nothing (mutex not held), in slices.
+    /// Waits for the lock for `request` (mutex not held), in slices.
     private func acquire(_ request: AsyncRequest) -> Outcome {
         while true {
             pthread_mutex_lock(mutex)
-            _ = expireQueued(Sys.monotonicNanoseconds())
+            expireQueued(Sys.monotonicNanoseconds())
             let cancelled = request.cancelled
             let horizon = earliestQueuedDeadline()
             pthread_mutex_unlock(mutex)
@@ -339,47 +293,48 @@ final class AsyncWaiter: @unchecked Sendable {
         }
     }
 
-    /// Ends an attempt for `request` (mutex held; unlocked and locked again to resume).
-    private func settle(_ request: AsyncRequest, _ outcome: Outcome, holder: UInt) {
-        let result: Result<Void, any Error>
+    /// Ends the wait for `request` (mutex held; unlocked and locked again to resume). A
+    /// granted shared hold goes to every shared request queued now, too.
+    private func settle(_ request: AsyncRequest, _ outcome: Outcome) {
+        let error: (any Error)?
         switch outcome {
-        case .granted:
-            request.holder = holder
-            request.state = .held
-            granted += 1
-            if request.exclusive { exclusiveHeld = true } else { sharedHeld += 1 }
-            result = .success(())
-        case .busy:
-            // A join that must wait: back to the head of the queue, unless it is over.
-            let now = Sys.monotonicNanoseconds()
-            if request.cancelled {
-                cancelledAcquiring += 1
-                result = .failure(CancellationError())
-            } else if now >= request.deadline {
-                result = .failure(InterlockError.timedOut)
-            } else {
-                request.state = .queued
-                enqueueLocked(request, atFront: true)
-                // Try again when a hold comes back, or after a slice (a waiting writer may
-                // have given up).
-                waitForEvent(until: min(now + AsyncWaiter.slice, earliestQueuedDeadline()))
-                return
-            }
-            request.state = .done
-        case .cancelled:
-            cancelledAcquiring += 1
-            request.state = .done
-            result = .failure(CancellationError())
-        case .timedOut:
-            request.state = .done
-            result = .failure(InterlockError.timedOut)
-        case .failed(let error):
-            request.state = .done
-            result = .failure(error)
+        case .granted: error = nil
+        case .cancelled: error = CancellationError(); cancelledAcquiring += 1
+        case .timedOut: error = InterlockError.timedOut
+        case .failed(let failure): error = failure
         }
-        let acquired = request.acquired.take()
+        var resumed = AsyncQueue()
+        resumed.append(request)
+        if error == nil && !request.exclusive {
+            var r = queue.first
+            while let other = r {
+                r = other.next
+                if !other.exclusive {
+                    dequeueLocked(other)
+                    resumed.append(other)
+                }
+            }
+            let batch = SharedBatch(count: resumed.count)
+            var member = resumed.first
+            while let m = member {
+                m.batch = batch
+                member = m.next
+            }
+        }
+        if error == nil {
+            granted += resumed.count
+            outstanding.add(resumed.count, ordering: .relaxed)
+        }
+        var continuations: [UnsafeContinuation<Void, any Error>] = []
+        continuations.reserveCapacity(resumed.count)
+        while let r = resumed.popFirst() {
+            r.state = error == nil ? .granted : .done
+            if let c = r.acquired.take() { continuations.append(c) }
+        }
         pthread_mutex_unlock(mutex)
-        acquired?.resume(with: result)
+        for c in continuations {
+            if let error { c.resume(throwing: error) } else { c.resume() }
+        }
         pthread_mutex_lock(mutex)
     }
 }

@@ -3,56 +3,49 @@ import Glibc
 #endif
 import Synchronization
 
-/// The per-process state of one `SharedLock`: its `pthread_rwlock`, the writer gate
-/// and the process-level bookkeeping. It lives in one raw allocation made by
-/// `ForkLocalPointer`, so every fork child gets a fresh one and a child never
-/// inherits a rwlock that a parent thread held at `fork()`.
+/// The per-process state of one `SharedLock`. It lives in one raw allocation made by
+/// `ForkLocalPointer`, so every fork child gets a fresh one: a child holds nothing its
+/// parent held, and in the threads scope it gets a free lock.
 ///
 /// Layout (offsets in bytes; the block is 64-byte aligned):
 /// ```
 ///   0  generation     UInt64          fork generation this state belongs to (immutable)
-///   8  gate           Atomic<UInt32>  writer gate, see `Gate`
-///  12  readers        Atomic<UInt32>  process scopes: this process's shared holders, see `Readers`
-///  16  owner          Atomic<UInt>    pthread_self() of the exclusive holder, 0 if none
-///  24  slot           Int32           our holder-table entry, -1 until registered
-///  28  ownerDied      UInt8           the current exclusive hold reclaimed a dead holder's
-///  29  gated          UInt8           the current exclusive holder announced itself at the gate
+///  16  owner          Atomic<UInt>    `currentThreadID()` of this process's exclusive holder, 0 if none
+///  24  slot           Atomic<Int32>   process scopes: our holder-table entry, -1 until registered;
+///                                     threads scope: 0 (the private entry below)
+///  28  ownerDied      UInt8           the current exclusive hold followed a writer that died holding
 ///  32  startTime      UInt64          this process's start time (0 until registered)
 ///  40  pid            Int32           this process's pid
+///  44  recoveries     Atomic<UInt32>  threads scope: `Core.recoveries` (stays 0)
 ///  48  lastRecoveryCheck Atomic<Int64> when a failed try last looked for dead holders (monotonic ns)
-///  64  rwlock         pthread_rwlock_t
+///  64  control        Atomic<UInt32>  threads scope: the control word (see `Control`)
+///  68  highWater      Atomic<UInt32>  threads scope: 1 (one entry)
+///  72  writerSleepers Atomic<UInt32>  threads scope: see `Core`
+///  76  writerSeq      Atomic<UInt32>  threads scope: see `Core`
+/// 128  entry 0        64 bytes        threads scope: this process's entry (see `Entry`)
 /// ```
 /// Fields without `Atomic` are written only by the thread(s) that the protocol
-/// serialises: `slot` under process-level serialisation (see `ProcessLevel`),
-/// `ownerDied` and `gated` by the exclusive holder.
+/// serialises: `ownerDied` by the exclusive holder, `startTime` under
+/// `LockFile.withTableLock`.
 @usableFromInline @frozen
 struct LocalState {
     @usableFromInline let base: UnsafeMutableRawPointer
 
     @inlinable init(_ base: UnsafeMutableRawPointer) { self.base = base }
 
-    static let byteCount = 64 + MemoryLayout<pthread_rwlock_t>.stride
+    static let byteCount = 192
 
-    @inlinable var gate: UnsafeMutablePointer<Atomic<UInt32>> {
-        (base + 8).assumingMemoryBound(to: Atomic<UInt32>.self)
-    }
-    @inlinable var readers: UnsafeMutablePointer<Atomic<UInt32>> {
-        (base + 12).assumingMemoryBound(to: Atomic<UInt32>.self)
-    }
     @inlinable var owner: UnsafeMutablePointer<Atomic<UInt>> {
         (base + 16).assumingMemoryBound(to: Atomic<UInt>.self)
     }
-    @inlinable var slot: Int32 {
-        get { base.load(fromByteOffset: 24, as: Int32.self) }
-        nonmutating set { base.storeBytes(of: newValue, toByteOffset: 24, as: Int32.self) }
+    @inlinable var slotWord: UnsafeMutablePointer<Atomic<Int32>> {
+        (base + 24).assumingMemoryBound(to: Atomic<Int32>.self)
     }
+    /// This process's entry: -1 until a process-scoped lock registers.
+    @inlinable var slot: Int32 { slotWord.pointee.load(ordering: .acquiring) }
     @inlinable var ownerDied: Bool {
         get { base.load(fromByteOffset: 28, as: UInt8.self) != 0 }
         nonmutating set { base.storeBytes(of: newValue ? 1 : 0, toByteOffset: 28, as: UInt8.self) }
-    }
-    @inlinable var gated: Bool {
-        get { base.load(fromByteOffset: 29, as: UInt8.self) != 0 }
-        nonmutating set { base.storeBytes(of: newValue ? 1 : 0, toByteOffset: 29, as: UInt8.self) }
     }
     var startTime: UInt64 {
         get { base.load(fromByteOffset: 32, as: UInt64.self) }
@@ -65,32 +58,32 @@ struct LocalState {
     @usableFromInline var lastRecoveryCheck: UnsafeMutablePointer<Atomic<Int64>> {
         (base + 48).assumingMemoryBound(to: Atomic<Int64>.self)
     }
-    @inlinable var rwlock: UnsafeMutablePointer<pthread_rwlock_t> {
-        (base + 64).assumingMemoryBound(to: pthread_rwlock_t.self)
+
+    /// The threads scope's algorithm state: a private table of one entry.
+    @inlinable var threadCore: Core {
+        Core(control: (base + 64).assumingMemoryBound(to: Atomic<UInt32>.self), words: base + 68,
+             entries: base + 128, fd: -1, capacity: 1,
+             recoveries: (base + 44).assumingMemoryBound(to: Atomic<UInt32>.self))
     }
 
     /// Allocates and initialises the state for a fork generation.
-    static func make(generation: UInt64) -> UnsafeMutableRawPointer {
+    static func make(generation: UInt64, threadsScope: Bool) -> UnsafeMutableRawPointer {
         let base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
         base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
         base.storeBytes(of: generation, as: UInt64.self)
         let s = LocalState(base)
-        s.gate.initialize(to: Atomic(0))
-        s.readers.initialize(to: Atomic(0))
         s.owner.initialize(to: Atomic(0))
+        s.slotWord.initialize(to: Atomic(threadsScope ? 0 : -1))
         s.lastRecoveryCheck.initialize(to: Atomic(0))
-        s.slot = -1
+        for offset in [44, 64, 68, 72, 76] { (base + offset).initializeMemory(as: Atomic<UInt32>.self, to: Atomic(0)) }
+        Entry(base + 128).initialise()
+        s.threadCore.highWater.pointee.store(1, ordering: .relaxed)
         s.pid = getpid()
-        // The default (reader-preferring) kind: fast under mixed loads. Writer
-        // preference comes from our gate on top of it (see `ThreadLevel`).
-        let rc = pthread_rwlock_init(s.rwlock, nil)
-        precondition(rc == 0, "Interlock: pthread_rwlock_init failed (errno \(rc))")
         return base
     }
 
     /// Frees state that was never published or that belongs to this process.
     static func destroy(_ base: UnsafeMutableRawPointer) {
-        pthread_rwlock_destroy(LocalState(base).rwlock)
         base.deallocate()
     }
 }

@@ -172,7 +172,7 @@ extension Segment {
         guard n == headerSize else { return false }
         let head = header.withUnsafeBytes { $0.load(as: UInt64.self) }
         if head == magic { return true }
-        return size <= byteCount(capacity: StateWord.maximumCapacity) && header.allSatisfy { $0 == 0 }
+        return size <= byteCount(capacity: Control.maximumCapacity) && header.allSatisfy { $0 == 0 }
     }
 
     /// Unlinks the lock file at `path` — only if it is a regular file that is an Interlock

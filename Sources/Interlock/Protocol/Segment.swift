@@ -6,21 +6,22 @@ import Synchronization
 /// The shared-memory segment of a process-scoped `SharedLock`, mapped from the lock's
 /// file: a memfd (`forkShared`), a shared-memory object (named) or a regular file (path).
 ///
-/// Layout, version 2 (offsets in bytes; little-endian, native alignment):
+/// Layout, version 3 (offsets in bytes; little-endian, native alignment):
 /// ```
 ///   0  magic        UInt64          "INTLOCK1"; written last by the creator, before `ready`
-///   8  version      UInt32          layout version (2)
+///   8  version      UInt32          layout version (3)
 ///  12  ready        Atomic<UInt32>  0 while the creator initialises, 1 once published
 ///  16  size         UInt64          total segment size in bytes
 ///  24  capacity     UInt32          number of holder-table entries
-///  32  recoverer    Atomic<UInt64>  the process rebuilding the state word, 0 if none:
-///                                   its slot + 1 in the low 32 bits, that entry's `epoch`
-///                                   in the high ones (see `Segment.recovererIdentity`)
+///  32  (reserved)   8 bytes         0 (layout 2's recoverer word)
 ///  40  recoveries   Atomic<UInt32>  number of dead holders reclaimed so far
 ///  44  committed    Atomic<UInt32>  shared value: bit 0 is the committed copy (0 or 1);
 ///                                   bits 1…31 are 0. Only with 2 copies; see `ValueRegion`
-///  48  (free)       16 bytes
-///  64  state        Atomic<UInt32>  the state word (own cache line), see `StateWord`
+///  48  highWater    Atomic<UInt32>  entries ever claimed: writers scan that many (see `Core`)
+///  52  writerSleepers Atomic<UInt32> writers sleeping on `writerSeq`
+///  56  writerSeq    Atomic<UInt32>  futex event counter of writers waiting for a phase
+///  60  (free)       4 bytes
+///  64  control      Atomic<UInt32>  the control word, see `Control`
 ///  68  (free)       4 bytes
 ///  72  valueOffset  UInt64          shared value: offset of copy 0; 0 if the lock has no value
 ///  80  copyStride   UInt64          shared value: bytes from one copy to the next
@@ -32,10 +33,11 @@ import Synchronization
 /// 116  layoutTag    UInt32          shared value: the creator's `NamedLockOptions.layoutTag`
 /// 120  (free)       8 bytes
 /// 128  entries      capacity × 64 bytes, one per participating process, see `Entry`,
-///                   then one more: the guest entry (see `Segment.guestSlot`)
+///                   then one more, reserved (layout 2's guest entry)
 /// [valueOffset]     copies × copyStride bytes: the shared value (see `ValueRegion`)
 /// ```
-/// The fields at 44 and 72…119 were added to version 2 before its release; a lock
+/// Version 3 changed the protocol (per-entry shared counts, the control word); its
+/// header is version 2's with the words at 48…63 added. A lock
 /// without a value has them all 0. The value region starts at the first multiple of
 /// max(64, elemAlign) after the table; `copyStride` is `valueSize` rounded up the same
 /// way (`ValueLayout.geometry`). The size is the end of the table (or of the value
@@ -62,17 +64,17 @@ struct Segment: @unchecked Sendable {
     @usableFromInline let base: UnsafeMutableRawPointer
     let mappedSize: Int
     /// The holder-table capacity, validated at open (the header's copy is not re-read).
-    let capacity: Int
+    @usableFromInline let capacity: Int
     /// The lock file's descriptor (owned by a `LockFile`), for the liveness byte locks.
-    let fd: Int32
+    @usableFromInline let fd: Int32
     /// The shared value's layout and place, validated at open (nil: the lock has none, or
     /// the opener did not ask for it).
     let value: (layout: ValueLayout, region: ValueRegion)?
 
     static let magic: UInt64 = 0x314B_434F_4C54_4E49  // "INTLOCK1" as little-endian bytes
-    static let layoutVersion: UInt32 = 2
-    static let headerSize = 128
-    static let entrySize = 64
+    static let layoutVersion: UInt32 = 3
+    @usableFromInline static let headerSize = 128
+    @usableFromInline static let entrySize = 64
 
     init(base: UnsafeMutableRawPointer, mappedSize: Int, capacity: Int, fd: Int32,
          value: (layout: ValueLayout, region: ValueRegion)? = nil) {
@@ -83,7 +85,7 @@ struct Segment: @unchecked Sendable {
         self.value = value
     }
 
-    /// The segment size for a table of `capacity` entries (plus the guest entry) and an
+    /// The segment size for a table of `capacity` entries (plus the reserved one) and an
     /// optional shared value, in whole pages.
     static func byteCount(capacity: Int, value: ValueLayout? = nil) -> Int {
         let raw = value?.geometry(capacity: capacity).end ?? headerSize + entrySize * (capacity + 1)
@@ -93,18 +95,12 @@ struct Segment: @unchecked Sendable {
     /// The largest segment this version makes: the largest table and the largest value
     /// in two copies (with alignment padding). Opening refuses anything bigger.
     static var maximumSize: Int {
-        byteCount(capacity: StateWord.maximumCapacity) + 2 * (ValueLayout.maximumValueSize + Sys.pageSize)
+        byteCount(capacity: Control.maximumCapacity) + 2 * (ValueLayout.maximumValueSize + Sys.pageSize)
     }
 
     /// The offset of entry `slot`, which is also the byte its owner keeps locked.
     static func entryOffset(_ slot: Int32) -> Int { headerSize + entrySize * Int(slot) }
 
-    /// The guest entry, after the `capacity` regular ones: never registered, never
-    /// holding anything. A process that finds every regular entry taken borrows it (its
-    /// byte lock and epoch) as its identity to run a recovery, so that a table full of
-    /// dead holders — a capacity-1 lock whose one holder was killed — is reclaimed by
-    /// the next process that comes, instead of refusing everyone for ever.
-    var guestSlot: Int32 { Int32(capacity) }
 
     var magicValue: UInt64 { base.load(as: UInt64.self) }
     var version: UInt32 { base.load(fromByteOffset: 8, as: UInt32.self) }
@@ -112,14 +108,19 @@ struct Segment: @unchecked Sendable {
     var declaredSize: UInt64 { base.load(fromByteOffset: 16, as: UInt64.self) }
     /// The capacity the header declares now (validated once at open; see `capacity`).
     var declaredCapacity: Int { Int(base.load(fromByteOffset: 24, as: UInt32.self)) }
-    var recoverer: UnsafeMutablePointer<Atomic<UInt64>> { (base + 32).assumingMemoryBound(to: Atomic<UInt64>.self) }
     var recoveries: UnsafeMutablePointer<Atomic<UInt32>> { (base + 40).assumingMemoryBound(to: Atomic<UInt32>.self) }
-    @inlinable var state: UnsafeMutablePointer<Atomic<UInt32>> { (base + 64).assumingMemoryBound(to: Atomic<UInt32>.self) }
+    @inlinable var control: UnsafeMutablePointer<Atomic<UInt32>> { (base + 64).assumingMemoryBound(to: Atomic<UInt32>.self) }
+
+    /// The algorithm's view of this segment (see `Core`).
+    @inlinable var core: Core {
+        Core(control: control, words: base + 48, entries: base + Segment.headerSize, fd: fd, capacity: capacity,
+             recoveries: (base + 40).assumingMemoryBound(to: Atomic<UInt32>.self))
+    }
     var committed: UnsafeMutablePointer<Atomic<UInt32>> { (base + 44).assumingMemoryBound(to: Atomic<UInt32>.self) }
 
-    /// Entry `index`. Invariant: `0 <= index <= capacity` (callers index with slots they
-    /// own, the guest slot, or loop over `0..<capacity`; a slot read from shared memory is
-    /// range-checked first).
+    /// Entry `index`. Invariant: `0 <= index < capacity` (callers index with slots they
+    /// own, or loop over `0..<capacity`; a slot read from shared memory is range-checked
+    /// first).
     @inlinable func entry(_ index: Int32) -> Entry {
         Entry(base + 128 + 64 * Int(index))
     }
@@ -168,9 +169,9 @@ struct Segment: @unchecked Sendable {
         }
         let segment = Segment(base: base, mappedSize: size, capacity: capacity, fd: fd, value: regionInfo)
         segment.ready.initialize(to: Atomic(0))
-        segment.recoverer.initialize(to: Atomic(0))
         segment.recoveries.initialize(to: Atomic(0))
-        segment.state.initialize(to: Atomic(0))
+        for offset in [48, 52, 56] { (base + offset).initializeMemory(as: Atomic<UInt32>.self, to: Atomic(0)) }
+        segment.control.initialize(to: Atomic(0))
         for i in 0..<capacity { segment.entry(Int32(i)).initialise() }
         base.storeBytes(of: magic, as: UInt64.self)
         segment.ready.pointee.store(1, ordering: .releasing)
@@ -190,7 +191,7 @@ struct Segment: @unchecked Sendable {
         }
         let cap = declaredCapacity
         if cap != capacity { return "its header changed while it was being opened" }
-        if cap < 1 || cap > StateWord.maximumCapacity || Segment.headerSize + Segment.entrySize * (cap + 1) > mappedSize {
+        if cap < 1 || cap > Control.maximumCapacity || Segment.headerSize + Segment.entrySize * (cap + 1) > mappedSize {
             return "its holder table capacity \(cap) does not fit its size \(mappedSize)"
         }
         if case .failure(let reason) = decodeValue() { return reason.text }
@@ -237,40 +238,38 @@ struct Segment: @unchecked Sendable {
 
 /// One holder-table entry: what one participating process holds.
 ///
-/// Layout (64 bytes, one cache line):
+/// Layout (64 bytes, one cache line, written by its owner's threads alone):
 /// ```
-///  0  owner      Atomic<UInt32>  the owner's pid in its own pid namespace, 0 if free (information)
-///  4  mode       Atomic<UInt32>  `Entry.idle/shared/exclusive/waiting`, plus `inFlight`
-///  8  startTime  Atomic<UInt64>  the owner's start, seconds since the Unix epoch (information)
-/// 16  epoch      Atomic<UInt32>  +1 each time a process claims the entry
+///  0  owner          Atomic<UInt32>  the owner's pid in its own pid namespace, 0 if free (information)
+///  4  readers        Atomic<UInt32>  threads of the owner holding shared mode, or counted
+///                                    while they look for a writer (see `Core`)
+///  8  startTime      Atomic<UInt64>  the owner's start, seconds since the Unix epoch (information)
+/// 16  epoch          Atomic<UInt32>  +1 each time a process claims the entry (information)
+/// 20  blocked        Atomic<UInt32>  threads of the owner waiting for a write phase to end
+/// 24  writing        Atomic<UInt32>  1 while the owner's writer holds exclusive mode (after
+///                                    draining the readers; 0 again before it releases)
+/// 28  waitingWriters Atomic<UInt32>  threads of the owner waiting to start a write phase (information)
 /// ```
 /// Rules: the entry belongs to the process holding its liveness byte lock (see
-/// `Segment`). Only the owner changes its `mode` (and recovery, for a dead owner: only
-/// from non-idle to idle, after publishing the rebuilt word). `inFlight` is set before
-/// the owner's CAS on the state word and cleared after it, so recovery knows which
-/// entries may not yet reflect the word. A process claims an entry only when it is idle
-/// and its byte is free; a dead owner's entry that is still non-idle waits for recovery.
+/// `Segment`), and only that process's threads change it — except that a process
+/// holding the byte of a dead owner's entry zeroes it (`Core.clean`). In the threads
+/// scope a private entry of the same layout is the one participant's.
 @usableFromInline @frozen
 struct Entry {
     @usableFromInline let base: UnsafeMutableRawPointer
     @inlinable init(_ base: UnsafeMutableRawPointer) { self.base = base }
 
-    @usableFromInline static let idle: UInt32 = 0
-    @usableFromInline static let shared: UInt32 = 1
-    @usableFromInline static let exclusive: UInt32 = 2
-    @usableFromInline static let waiting: UInt32 = 3
-    @usableFromInline static let modeMask: UInt32 = 0xFF
-    @usableFromInline static let inFlight: UInt32 = 0x100
-
     @inlinable var owner: UnsafeMutablePointer<Atomic<UInt32>> { base.assumingMemoryBound(to: Atomic<UInt32>.self) }
-    @inlinable var mode: UnsafeMutablePointer<Atomic<UInt32>> { (base + 4).assumingMemoryBound(to: Atomic<UInt32>.self) }
+    @inlinable var readers: UnsafeMutablePointer<Atomic<UInt32>> { (base + 4).assumingMemoryBound(to: Atomic<UInt32>.self) }
     @inlinable var startTime: UnsafeMutablePointer<Atomic<UInt64>> { (base + 8).assumingMemoryBound(to: Atomic<UInt64>.self) }
     var epoch: UnsafeMutablePointer<Atomic<UInt32>> { (base + 16).assumingMemoryBound(to: Atomic<UInt32>.self) }
+    @inlinable var blocked: UnsafeMutablePointer<Atomic<UInt32>> { (base + 20).assumingMemoryBound(to: Atomic<UInt32>.self) }
+    @inlinable var writing: UnsafeMutablePointer<Atomic<UInt32>> { (base + 24).assumingMemoryBound(to: Atomic<UInt32>.self) }
+    @inlinable var waitingWriters: UnsafeMutablePointer<Atomic<UInt32>> { (base + 28).assumingMemoryBound(to: Atomic<UInt32>.self) }
 
+    /// Initialises zeroed memory as a free entry.
     func initialise() {
-        owner.initialize(to: Atomic(0))
-        mode.initialize(to: Atomic(0))
+        for offset in [0, 4, 16, 20, 24, 28] { (base + offset).initializeMemory(as: Atomic<UInt32>.self, to: Atomic(0)) }
         startTime.initialize(to: Atomic(0))
-        epoch.initialize(to: Atomic(0))
     }
 }

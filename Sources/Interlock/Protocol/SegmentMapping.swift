@@ -58,7 +58,7 @@ extension Segment {
     }
 
     static func checkCapacity(_ capacity: Int) -> InterlockError? {
-        capacity >= 1 && capacity <= StateWord.maximumCapacity ? nil : .invalidCapacity(capacity)
+        capacity >= 1 && capacity <= Control.maximumCapacity ? nil : .invalidCapacity(capacity)
     }
 
     // MARK: Anonymous (fork-shared)

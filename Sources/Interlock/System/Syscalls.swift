@@ -84,6 +84,34 @@ enum Sys {
         _ = cinterlock_futex_wake(raw, Int32.max, processShared ? 1 : 0)
     }
 
+    /// Sleeps on `word` while it holds `expected`, tagged with `bitset` (see
+    /// `cinterlock_futex_wait_bitset`), until woken, `deadline` (absolute monotonic
+    /// nanoseconds; nil: none), a signal, or a spurious wake-up: callers re-check.
+    ///
+    /// Invariant: `word` points at a live, 4-byte aligned `Atomic<UInt32>`.
+    @usableFromInline
+    static func futexWait(
+        _ word: UnsafeMutablePointer<Atomic<UInt32>>, expected: UInt32, bitset: UInt32,
+        deadline: Int64?, processShared: Bool
+    ) {
+        let raw = UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self)
+        if let deadline {
+            var ts = makeTimespec(nanoseconds: deadline)
+            _ = cinterlock_futex_wait_bitset(raw, expected, &ts, bitset, processShared ? 1 : 0)
+        } else {
+            _ = cinterlock_futex_wait_bitset(raw, expected, nil, bitset, processShared ? 1 : 0)
+        }
+    }
+
+    /// Wakes up to `count` waiters on `word` whose bitset meets `bitset`; returns how many.
+    @usableFromInline @discardableResult
+    static func futexWake(
+        _ word: UnsafeMutablePointer<Atomic<UInt32>>, count: Int32, bitset: UInt32, processShared: Bool
+    ) -> Int32 {
+        let raw = UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self)
+        return cinterlock_futex_wake_bitset(raw, count, bitset, processShared ? 1 : 0)
+    }
+
     /// A short busy-wait hint to the CPU (PAUSE on x86).
     @inlinable
     static func spinHint() {

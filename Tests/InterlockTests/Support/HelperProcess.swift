@@ -237,9 +237,10 @@ enum TestLocks {
         "t-\(getpid())-\(tag)-\(counter.add(1, ordering: .relaxed).newValue)"
     }
 
-    /// The state word's "parked" bit (30, see Protocol/StateWord.swift): sleepers may
-    /// leave it set on an idle lock.
-    static let parkedBit: UInt32 = 1 << 30
+    /// The control word's `READ_TURN` bit (3, see Protocol/Control.swift): the end of a
+    /// write phase that readers waited for may leave it set on an idle lock, until the
+    /// next writer.
+    static let staleBits: UInt32 = 1 << 3
 
     /// Runs `body` and returns the `InterlockError` it threw, or nil. (The API throws
     /// `InterlockError` only — typed throws — so nothing else can come out.)
@@ -352,7 +353,7 @@ enum Proc {
     /// Fails unless the lock is idle: no holder, no waiter, nothing left to recover.
     static func checkIdle(_ lock: SharedLock, sourceLocation: SourceLocation = #_sourceLocation) {
         let s = lock.snapshot()!
-        if s.stateWord & ~TestLocks.parkedBit != 0 || s.holders.contains(where: { $0.mode != .idle }) {
+        if s.stateWord & ~TestLocks.staleBits != 0 || s.holders.contains(where: { $0.mode != .idle }) {
             fail("the lock is not idle at the end: \(s)", sourceLocation: sourceLocation)
         }
     }

@@ -40,11 +40,14 @@ func uniqueLockName(_ purpose: String) -> String {
 
 nonisolated(unsafe) private var uniqueNameSequence = 0 // registration and setup run on one thread
 
-/// Removes a named lock's segment at the end of its benchmark; other scopes leave nothing behind.
-/// `force`: this benchmark is the only process that ever opened the name.
+/// Removes a named lock's segment (or a path-scoped lock's file) at the end of its benchmark;
+/// other scopes leave nothing behind. `force`: this benchmark is the only process that ever
+/// opened the name.
 func removeIfNamed(_ lock: SharedLock) throws {
-    if case .named(let name) = lock.scope {
-        try SharedLock.remove(named: name, force: true)
+    switch lock.scope {
+    case .named(let name): try SharedLock.remove(named: name, force: true)
+    case .path(let path): try SharedLock.remove(path: path, force: true)
+    default: break
     }
 }
 
