@@ -36,8 +36,8 @@ extension SharedLock {
     ///   ``InterlockError/holderTableFull(name:capacity:)`` if this process cannot register
     ///   in a process-scoped lock; ``InterlockError/systemCall(_:errno:)`` if the waiter
     ///   thread cannot be started; or the error `body` throws.
-    /// - Warning: Shared mode is not recursive: do not wait for this lock again from a task
-    ///   whose hold depends on it.
+    /// - Warning: Shared mode is not recursive: taking this lock again inside `body` (a
+    ///   synchronous form) deadlocks if a writer is waiting, as inside ``withShared(_:)``.
     @inlinable
     public func withShared<R, E: Error>(
         isolation: isolated (any Actor)? = #isolation, _ body: () throws(E) -> R
@@ -65,8 +65,8 @@ extension SharedLock {
     ///   waiting" mark is withdrawn before the error is thrown, as for a timeout, and `body`
     ///   did not run); ``InterlockError/holderTableFull(name:capacity:)``,
     ///   ``InterlockError/systemCall(_:errno:)``, or the error `body` throws.
-    /// - Warning: Exclusive mode is not recursive: calling a `SharedLock` form of this lock
-    ///   inside `body` traps.
+    /// - Warning: Exclusive mode is not recursive: taking this lock again inside `body`
+    ///   traps, as inside ``withExclusive(_:)``.
     @inlinable
     public func withExclusive<R, E: Error>(
         isolation: isolated (any Actor)? = #isolation, _ body: () throws(E) -> R
