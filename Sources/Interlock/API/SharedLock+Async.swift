@@ -38,7 +38,7 @@ extension SharedLock {
     ///   thread cannot be started; or the error `body` throws.
     /// - Warning: Shared mode is not recursive: taking this lock again inside `body` (a
     ///   synchronous form) deadlocks if a writer is waiting, as inside ``withShared(_:)``.
-    @inlinable
+    @inlinable @inline(__always)
     public func withShared<R, E: Error>(
         isolation: isolated (any Actor)? = #isolation, _ body: () throws(E) -> R
     ) async throws -> R {
@@ -67,7 +67,7 @@ extension SharedLock {
     ///   ``InterlockError/systemCall(_:errno:)``, or the error `body` throws.
     /// - Warning: Exclusive mode is not recursive: taking this lock again inside `body`
     ///   traps, as inside ``withExclusive(_:)``.
-    @inlinable
+    @inlinable @inline(__always)
     public func withExclusive<R, E: Error>(
         isolation: isolated (any Actor)? = #isolation, _ body: () throws(E) -> R
     ) async throws -> R {

@@ -15,7 +15,7 @@ extension SharedLocked {
     /// - Throws: `CancellationError` if the task is cancelled while it waits, the other
     ///   errors of ``SharedLock/withShared(isolation:_:)``, or the error `body` throws.
     /// - Precondition: The value is not poisoned (see the type's note on `fork()`).
-    @inlinable
+    @inlinable @inline(__always)
     public func withShared<R, E: Error>(
         isolation: isolated (any Actor)? = #isolation, _ body: (borrowing Value) throws(E) -> R
     ) async throws -> R {
@@ -38,7 +38,7 @@ extension SharedLocked {
     ///   waiting" mark is withdrawn first), the other errors of
     ///   ``SharedLock/withExclusive(isolation:_:)``, or the error `body` throws.
     /// - Precondition: The value is not poisoned (see the type's note on `fork()`).
-    @inlinable
+    @inlinable @inline(__always)
     public func withExclusive<R, E: Error>(
         isolation: isolated (any Actor)? = #isolation, _ body: (inout Value) throws(E) -> R
     ) async throws -> R {
@@ -94,7 +94,7 @@ extension SharedLockedArray {
     /// - Returns: what `body` returns.
     /// - Throws: `CancellationError` if the task is cancelled while it waits, the other
     ///   errors of ``SharedLock/withShared(isolation:_:)``, or the error `body` throws.
-    @inlinable
+    @inlinable @inline(__always)
     public func withShared<R, E: Error>(
         isolation: isolated (any Actor)? = #isolation, _ body: (Span<Element>) throws(E) -> R
     ) async throws -> R {
@@ -115,7 +115,7 @@ extension SharedLockedArray {
     /// - Throws: `CancellationError` if the task is cancelled while it waits (its "writer
     ///   waiting" mark is withdrawn first), the other errors of
     ///   ``SharedLock/withExclusive(isolation:_:)``, or the error `body` throws.
-    @inlinable
+    @inlinable @inline(__always)
     public func withExclusive<R, E: Error>(
         isolation: isolated (any Actor)? = #isolation,
         _ body: (inout MutableSpan<Element>, _ previousWriterDied: Bool) throws(E) -> R
