@@ -3,9 +3,11 @@
 # tables (the README table), then each performance target with PASS/MISS.
 #
 # Usage: Benchmarks/compare.sh [--quick] [--from FILE] [--save FILE] [GROUP...]
-#   GROUP        uncontended | contended | flood | writerflood | local | python   (default: all six)
+#   GROUP        uncontended | contended | flood | writerflood | local | python | async   (default: all seven)
 #                flood: a writer's wait under a reader flood; writerflood: a reader's wait under
 #                a writer flood (three writers, threads or processes, 10 µs holds back to back)
+#                async: try await withShared/withExclusive on a free lock vs the blocking closure
+#                pairs, and the time from a release to a suspended waiter's body running
 #                python: Python's multiprocessing_utils.local and fasteners' reader-writer file
 #                lock (pip install multiprocessing-utils fasteners) and multiprocessing.Value, timed in
 #                the same run and compared with our ThreadLocal/ProcessLocal reads, named-lock pairs
@@ -43,13 +45,13 @@ while [ $# -gt 0 ]; do
         --strict) strict=1 ;;
         --check-mallocs) check_mallocs=1 ;;
         --if-recorded) if_recorded=1 ;;
-        uncontended|contended|flood|writerflood|local|python) groups+=("$1") ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        uncontended|contended|flood|writerflood|local|python|async) groups+=("$1") ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
-[ ${#groups[@]} -eq 0 ] && groups=(uncontended contended flood writerflood local python)
+[ ${#groups[@]} -eq 0 ] && groups=(uncontended contended flood writerflood local python async)
 
 if [ "$check_mallocs" = 1 ]; then
     version="$(swift --version 2>&1 | sed -n 's/.*Swift version \([0-9]*\.[0-9]*\).*/\1/p' | head -n 1)"
@@ -58,7 +60,7 @@ if [ "$check_mallocs" = 1 ]; then
         recorded="$(cd "$root/Benchmarks/Thresholds" && ls -d */ 2>/dev/null | tr -d / | tr '\n' ' ' || true)"
         if [ "$if_recorded" = 1 ]; then
             echo "compare.sh: SKIPPED the malloc gate: no thresholds recorded for Swift ${version:-?} (recorded: ${recorded:-none})." >&2
-            echo "  To record them: swift package --package-path Benchmarks benchmark thresholds update --path Benchmarks/Thresholds/${version:-X.Y} --filter '^(Uncontended\..*SharedLock.*|Local\.(Thread|Process)Local)\$' --metric mallocCountTotal" >&2
+            echo "  To record them: swift package --package-path Benchmarks benchmark thresholds update --path Benchmarks/Thresholds/${version:-X.Y} --filter '^(Uncontended\..*SharedLock.*|Local\.(Thread|Process)Local|Async\.uncontended\..*)\$' --metric mallocCountTotal" >&2
             exit 0
         fi
         echo "compare.sh: no thresholds for Swift ${version:-?} at $thresholds (recorded: ${recorded:-none}; --if-recorded skips)" >&2
@@ -67,10 +69,10 @@ if [ "$check_mallocs" = 1 ]; then
     cd "$root"
     INTERLOCK_BENCH_MAX_DURATION_MS="${INTERLOCK_BENCH_MAX_DURATION_MS:-200}" \
         exec swift package --package-path Benchmarks benchmark thresholds check --path "$thresholds" \
-        --filter '^(Uncontended\..*SharedLock.*|Local\.(Thread|Process)Local)$' --metric mallocCountTotal --no-progress
+        --filter '^(Uncontended\..*SharedLock.*|Local\.(Thread|Process)Local|Async\.uncontended\..*)$' --metric mallocCountTotal --no-progress
 fi
 
-# Benchmark names start with the group: Uncontended., Contended., ReaderFlood., WriterFlood., Local.
+# Benchmark names start with the group: Uncontended., Contended., ReaderFlood., WriterFlood., Local., Async.
 filter=""
 prefixes=""
 python_baselines=0
@@ -81,6 +83,7 @@ for group in "${groups[@]}"; do
         flood) prefix="ReaderFlood" ;;
         writerflood) prefix="WriterFlood" ;;
         local) prefix="Local" ;;
+        async) prefix="Async" ;;
         python) python_baselines=1; continue ;;
     esac
     filter="${filter:+$filter|}^$prefix\\..*"
@@ -109,7 +112,7 @@ PYTHON_BASELINES="$python_json" STRICT="$strict" PREFIXES="$prefixes" python3 - 
 import os, re, sys
 
 # Operations per iteration: the scalingFactor each group's file configures.
-OPS = {"Uncontended": 1_000, "Local": 1_000, "Contended": 1_000_000, "ReaderFlood": 1, "WriterFlood": 1}
+OPS = {"Uncontended": 1_000, "Local": 1_000, "Contended": 1_000_000, "ReaderFlood": 1, "WriterFlood": 1, "Async": 1_000}
 MULTIPLIER = {"K": 1e3, "M": 1e6, "G": 1e9, "ns": 1, "μs": 1e3, "us": 1e3, "ms": 1e6, "s": 1e9}
 COLUMNS = ["p0", "p25", "p50", "p75", "p90", "p99", "p100"]
 
@@ -123,6 +126,7 @@ def metric_key(label):
     if label.startswith("readerAcqPerS"): return "readerAcqPerS"
     if label.startswith("writerAcqPerMs"): return "writerAcqPerMs"
     if label.startswith("parallelism"): return "parallelism"
+    if label.startswith("resumeLatency"): return "resumeLatency"
     return None
 
 def number(text):
@@ -340,6 +344,33 @@ if any(n.startswith("Local.") for n in results):
             if m is not None:
                 target(f"{label}.value read: zero mallocs", f"{m:.0f} per 1,000 reads (p90)", m < 10)
     table(["storage", "ns", "÷ pthread_getspecific"], rows)
+
+# Async (issue 12) ----------------------------------------------------------------------------------
+if any(n.startswith("Async.") for n in results):
+    print("## Async acquisition (ns per acquire+release, median; ratio async ÷ blocking closure pair)\n")
+    rows = []
+    for label in ("SharedLock-threads", "SharedLock-named"):
+        for mode in ("shared", "exclusive"):
+            ns, blocking = per_op(f"Async.uncontended.{mode}.{label}"), per_op(f"Async.uncontended.{mode}.{label}-blocking")
+            if ns is None:
+                continue
+            r = ratio(ns, blocking)
+            m = get(f"Async.uncontended.{mode}.{label}", "malloc", "p90")
+            rows.append([label, mode, fmt(ns), fmt(blocking), fmt_ratio(r), fmt(m / OPS["Async"], 3) if m is not None else "–"])
+            target(f"async {label} {mode} pair ≤ 1.5× the blocking closure pair", fmt_ratio(r), None if r is None else r <= 1.5)
+            if m is not None:
+                target(f"async {label} {mode}: zero mallocs per acquire+release", f"{m:.0f} per 1,000 pairs (p90)", m < 10)
+    table(["lock", "mode", "async ns", "blocking ns", "async ÷ blocking", "mallocs/pair (p90)"], rows)
+    rows = []
+    for label in ("SharedLock-threads", "SharedLock-forkShared"):
+        bench = f"Async.releaseToResume.{label}"
+        if bench not in results:
+            continue
+        us = lambda c: None if get(bench, "resumeLatency", c) is None else get(bench, "resumeLatency", c) / 1e3
+        rows.append([label, fmt(us("p50")), fmt(us("p99")), fmt(us("p100"))])
+    if rows:
+        print("Release → suspended waiter's body running (µs; the holder is a thread, or a forked process for forkShared):\n")
+        table(["lock", "p50", "p99", "max"], rows)
 
 # Python baselines --------------------------------------------------------------------------------
 import json

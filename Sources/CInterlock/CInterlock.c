@@ -255,3 +255,9 @@ int cinterlock_memfd_seal(int fd) { (void)fd; return ENOSYS; }
 int64_t cinterlock_filesystem_type(int fd) { (void)fd; return 0; }
 #endif
 
+void cinterlock_name_thread(const char *name) {
+    char buffer[16];
+    strncpy(buffer, name, sizeof buffer - 1);
+    buffer[sizeof buffer - 1] = 0;
+    (void)pthread_setname_np(pthread_self(), buffer);
+}

@@ -353,7 +353,7 @@ struct BadInputTests {
 
     @Test("a forked child finds a full holder table an error, not a hang")
     func holderTableFullForkShared() async {
-        await #expect(processExitsWith: .success) {
+        await #expect(processExitsWith: .success) { synchronously {
             let lock: SharedLock
             do { lock = try SharedLock.forkShared(capacity: 1) } catch { Proc.fail("forkShared: \(error)") }
             let child = fork()
@@ -374,7 +374,7 @@ struct BadInputTests {
             guard lock.tryLockExclusive() else { Proc.fail("parent lost its lock") }
             lock.unlockExclusive()
             exit(0)
-        }
+        } }
     }
 
     @Test("a capacity outside 1…4095 is an error, not a crash", arguments: [0, -1, 4096, 1 << 40])

@@ -15,7 +15,7 @@ struct DeinitWhileHeldTests {
         let name = TestLocks.uniqueName("deinit-held")
         defer { TestLocks.cleanUp(name) }
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            [scope = scope as String, mode = mode as String, name = name as String] in
+            [scope = scope as String, mode = mode as String, name = name as String] in synchronously {
             alarm(20)
             var lock: SharedLock?
             switch scope {
@@ -27,7 +27,7 @@ struct DeinitWhileHeldTests {
             lock = nil  // the last reference: must trap here
             _ = "no trap when the lock was deinitialised while held\n".withCString { write(2, $0, strlen($0)) }
             _exit(0)
-        }
+        } }
         let stderr = result.map { String(decoding: $0.standardErrorContent, as: UTF8.self) } ?? ""
         #expect(stderr.contains("Interlock misuse"), "stderr: \(stderr)")
         #expect(stderr.contains("deinitialised while this process holds it in \(mode) mode"), "stderr: \(stderr)")
@@ -42,7 +42,7 @@ struct DeinitWhileHeldTests {
     /// Control: a lock released before its last reference goes away, or held only by a
     /// parent before fork(), deinitialises quietly.
     @Test func releasedOrInheritedLockDeinitialisesQuietly() async {
-        await #expect(processExitsWith: .success) {
+        await #expect(processExitsWith: .success) { synchronously {
             alarm(20)
             var lock: SharedLock? = try! SharedLock.forkShared()
             lock!.lockExclusive()
@@ -59,6 +59,6 @@ struct DeinitWhileHeldTests {
             }
             inherited!.unlockExclusive()
             finish(status, "the child trapped deinitialising a lock its parent held")
-        }
+        } }
     }
 }

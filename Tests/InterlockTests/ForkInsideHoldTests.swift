@@ -34,7 +34,7 @@ struct ForkInsideHoldTests {
     /// misuse like any other unlock of what the thread does not hold.
     @Test(arguments: ["shared", "exclusive"])
     func secondReleaseInChildTraps(mode: String) async {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [mode = mode as String] in
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [mode = mode as String] in synchronously {
             alarm(30)
             let lock = SharedLock()
             let exclusive = mode == "exclusive"
@@ -46,7 +46,7 @@ struct ForkInsideHoldTests {
             }
             if exclusive { lock.unlockExclusive() } else { lock.unlockShared() }
             finish(status > 128 ? 0 : 1, "the second release in the child did not trap (status \(status))")
-        }
+        } }
         let stderr = result.map { String(decoding: $0.standardErrorContent, as: UTF8.self) } ?? ""
         #expect(stderr.contains("Interlock misuse"), "stderr: \(stderr)")
     }
@@ -57,7 +57,7 @@ struct ForkInsideHoldTests {
     /// multi-threaded process.)
     @Test(.enabled(if: !ForkHammer.underThreadSanitizer), arguments: ["shared", "exclusive"])
     func otherThreadInChildCannotReleaseParentHold(mode: String) async {
-        await #expect(processExitsWith: .success) { [mode = mode as String] in
+        await #expect(processExitsWith: .success) { [mode = mode as String] in synchronously {
             alarm(30)
             let lock = SharedLock()
             let exclusive = mode == "exclusive"
@@ -71,7 +71,7 @@ struct ForkInsideHoldTests {
             }
             if exclusive { lock.unlockExclusive() } else { lock.unlockShared() }
             finish(status > 128 ? 0 : 1, "another thread's release in the child did not trap (status \(status))")
-        }
+        } }
     }
 }
 

@@ -161,7 +161,7 @@ struct LivenessTests {
 
     @Test("fork children hold none of their parent's liveness: a parent's hold keeps a child out, a child's death is reclaimed")
     func forkChildren() async {
-        await #expect(processExitsWith: .success) {
+        await #expect(processExitsWith: .success) { synchronously {
             let lock = try! SharedLock.forkShared()
             lock.lockExclusive()
             let child = Proc.forkChild {
@@ -193,7 +193,7 @@ struct LivenessTests {
             if !lock.previousHolderDied { Proc.fail("previousHolderDied is false after the child died holding") }
             lock.unlockExclusive()
             Proc.checkIdle(lock)
-        }
+        } }
     }
 
     @Test("a header overwritten after open is never followed: the lock goes on, a table walk traps naming the lock")

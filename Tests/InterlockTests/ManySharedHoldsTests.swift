@@ -14,7 +14,7 @@ struct ManySharedHoldsTests {
     /// still traps.
     @Test(arguments: [17, 40])
     func unlockOfNotHeldStillTraps(holds: Int) async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [holds = holds as Int] in
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [holds = holds as Int] in synchronously {
             alarm(20)
             let held = (0..<holds).map { _ in SharedLock() }
             for lock in held { lock.lockShared() }
@@ -22,7 +22,7 @@ struct ManySharedHoldsTests {
             other.unlockShared()  // not held: must trap
             _ = "unlockShared() of a lock not held did not trap\n".withCString { write(2, $0, strlen($0)) }
             _exit(0)
-        }
+        } }
         let stderr = result.map { String(decoding: $0.standardErrorContent, as: UTF8.self) } ?? ""
         #expect(stderr.contains("Interlock misuse") && stderr.contains("unlockShared()"), "stderr: \(stderr)")
     }
@@ -31,14 +31,14 @@ struct ManySharedHoldsTests {
     /// still traps (instead of announcing a writer at the gate and deadlocking).
     @Test(arguments: [17, 40])
     func upgradeStillTraps(holds: Int) async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [holds = holds as Int] in
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [holds = holds as Int] in synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.lockShared()
             let others = (0..<holds).map { _ in SharedLock() }
             for other in others { other.lockShared() }
             lock.lockExclusive()
-        }
+        } }
         let stderr = result.map { String(decoding: $0.standardErrorContent, as: UTF8.self) } ?? ""
         #expect(stderr.contains("Interlock misuse") && stderr.contains("cannot be upgraded"), "stderr: \(stderr)")
     }
@@ -48,7 +48,7 @@ struct ManySharedHoldsTests {
     /// every lock is free and the thread holds nothing.
     @Test func manyHoldsReleasedInAnyOrder() async {
         // In its own process: a wrong record would trap (misuse) in the middle.
-        await #expect(processExitsWith: .success) {
+        await #expect(processExitsWith: .success) { synchronously {
             alarm(20)
             let locks = (0..<64).map { _ in SharedLock() }
             var random = SeededRandom(seed: 14)
@@ -65,6 +65,6 @@ struct ManySharedHoldsTests {
                 lock.unlockExclusive()
             }
             finish(0)
-        }
+        } }
     }
 }

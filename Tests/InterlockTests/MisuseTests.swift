@@ -27,32 +27,32 @@ struct MisuseTests {
     // MARK: Re-acquiring exclusive mode on the holding thread
 
     @Test func lockExclusiveTwice() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.lockExclusive()
             lock.lockExclusive()
-        }
+        } }
         expectMisuse(result, mentioning: "lockExclusive()")
     }
 
     @Test func tryLockExclusiveWhileHoldingExclusive() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.lockExclusive()
             _ = lock.tryLockExclusive()
-        }
+        } }
         expectMisuse(result, mentioning: "tryLockExclusive()")
     }
 
     @Test func timedLockExclusiveWhileHoldingExclusive() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.lockExclusive()
             try? lock.lockExclusive(timeout: .milliseconds(10))
-        }
+        } }
         expectMisuse(result, mentioning: "lockExclusive(timeout:)")
     }
 
@@ -61,7 +61,7 @@ struct MisuseTests {
     /// thread holding the write lock). Blocking, timed and process-scope forms.
     @Test(arguments: ["blocking", "timed", "forkShared"])
     func lockExclusiveWhileHoldingShared(form: String) async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [form = form as String] in
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [form = form as String] in synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = form == "forkShared" ? try! SharedLock.forkShared() : SharedLock()
             lock.lockShared()
@@ -70,7 +70,7 @@ struct MisuseTests {
             } else {
                 lock.lockExclusive()
             }
-        }
+        } }
         expectMisuse(result, mentioning: "cannot be upgraded")
     }
 
@@ -104,26 +104,26 @@ struct MisuseTests {
     // MARK: Unlocking what the thread does not hold
 
     @Test func unlockExclusiveWithoutHolding() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.unlockExclusive()
-        }
+        } }
         expectMisuse(result, mentioning: "unlockExclusive()")
     }
 
     @Test func unlockExclusiveWhileHoldingShared() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.lockShared()
             lock.unlockExclusive()
-        }
+        } }
         expectMisuse(result, mentioning: "unlockExclusive()")
     }
 
     @Test func unlockExclusiveHeldByAnotherThread() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             let gate = Counters(2)  // 0: holder inside, 1: release
@@ -137,37 +137,37 @@ struct MisuseTests {
             lock.unlockExclusive()  // not this thread's hold
             gate.set(1, 1)
             holder.join()
-        }
+        } }
         expectMisuse(result, mentioning: "unlockExclusive()")
     }
 
     @Test func unlockSharedWithoutHolding() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.unlockShared()
-        }
+        } }
         expectMisuse(result, mentioning: "unlockShared()")
     }
 
     @Test func unlockSharedTwice() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.lockShared()
             lock.unlockShared()
             lock.unlockShared()
-        }
+        } }
         expectMisuse(result, mentioning: "unlockShared()")
     }
 
     @Test func unlockSharedWhileHoldingExclusive() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.lockExclusive()
             lock.unlockShared()
-        }
+        } }
         expectMisuse(result, mentioning: "unlockShared()")
     }
 
@@ -175,7 +175,7 @@ struct MisuseTests {
     /// promise 6 cover a thread that never took shared mode while *another* thread holds
     /// it: releasing that other thread's share would let a writer in beside it.
     @Test func unlockSharedHeldOnlyByAnotherThread() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             let gate = Counters(2)  // 0: holder inside, 1: release
@@ -193,14 +193,14 @@ struct MisuseTests {
             let message = "unlockShared() did not trap; a writer got in beside a reader: \(writerGotIn)\n"
             _ = message.withCString { write(2, $0, strlen($0)) }
             _exit(0)
-        }
+        } }
         expectMisuse(result, mentioning: "unlockShared()")
     }
 
     /// The same, when the calling thread holds shared mode on a *different* lock.
     @Test(.bug(id: "T23-1", "unlockShared() on a thread holding shared mode on another lock is silent"))
     func unlockSharedWhileHoldingAnotherLockShared() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             let other = SharedLock()
@@ -218,39 +218,39 @@ struct MisuseTests {
             let message = "unlockShared() did not trap; a writer got in beside a reader: \(writerGotIn)\n"
             _ = message.withCString { write(2, $0, strlen($0)) }
             _exit(0)
-        }
+        } }
         expectMisuse(result, mentioning: "unlockShared()")
     }
 
     // MARK: Asking for shared mode while holding exclusive mode
 
     @Test func lockSharedWhileHoldingExclusive() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.lockExclusive()
             lock.lockShared()
-        }
+        } }
         expectMisuse(result, mentioning: "lockShared()")
     }
 
     @Test func tryLockSharedWhileHoldingExclusive() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.lockExclusive()
             _ = lock.tryLockShared()
-        }
+        } }
         expectMisuse(result, mentioning: "tryLockShared()")
     }
 
     @Test func timedLockSharedWhileHoldingExclusive() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { synchronously {
             alarm(20)  // a deadlock ends the process without the message, and fails
             let lock = SharedLock()
             lock.lockExclusive()
             try? lock.lockShared(timeout: .milliseconds(10))
-        }
+        } }
         expectMisuse(result, mentioning: "lockShared(timeout:)")
     }
 
@@ -266,7 +266,7 @@ struct MisuseTests {
     // MARK: Control: correct use does not trap
 
     @Test func correctUseExitsCleanly() async {
-        await #expect(processExitsWith: .success) {
+        await #expect(processExitsWith: .success) { synchronously {
             alarm(20)
             let lock = SharedLock()
             lock.lockExclusive()
@@ -275,6 +275,6 @@ struct MisuseTests {
             lock.unlockShared()
             lock.withExclusive {}
             _ = lock.withExclusiveIfAvailable { lock.previousHolderDied }
-        }
+        } }
     }
 }

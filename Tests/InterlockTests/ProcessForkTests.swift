@@ -54,7 +54,7 @@ struct ProcessForkTests {
 
     @Test("a child does not hold what its parent held at fork(), and waits for the parent's hold")
     func childHoldsNothing() async {
-        await #expect(processExitsWith: .success) {
+        await #expect(processExitsWith: .success) { synchronously {
             let lock: SharedLock
             do { lock = try SharedLock.forkShared() } catch { Proc.fail("forkShared: \(error)") }
             // Parent holds exclusive mode at fork().
@@ -122,12 +122,12 @@ struct ProcessForkTests {
             lock.unlockExclusive()
             Proc.checkIdle(lock)
             exit(0)
-        }
+        } }
     }
 
     @Test("a child that dies holding the lock is reclaimed; the parent learns the writer died")
     func childDiesHolding() async {
-        await #expect(processExitsWith: .success) {
+        await #expect(processExitsWith: .success) { synchronously {
             let lock: SharedLock
             do { lock = try SharedLock.forkShared() } catch { Proc.fail("forkShared: \(error)") }
             for round in 0..<6 {
@@ -157,7 +157,7 @@ struct ProcessForkTests {
             if s.recoveries != 6 { Proc.fail("expected 6 recoveries, snapshot: \(s)") }
             Proc.checkIdle(lock)
             exit(0)
-        }
+        } }
     }
 }
 

@@ -44,6 +44,25 @@ struct QuickStartTests {
         #expect(table.isEmpty)
     }
 
+    /// The README's Swift concurrency snippet.
+    @Test func asyncForms() async throws {
+        // --- README async: begin ---
+        let lock = SharedLock()
+        var rows: [String] = []
+        try await lock.withExclusive { rows.append("a") }         // free: taken at once, no suspension
+        let count = try await lock.withShared { rows.count }      // busy: the task suspends, its thread is free
+        try await lock.withExclusive(timeout: .seconds(2)) { rows.removeAll() }
+
+        let tally = try SharedLocked.forkShared(0)                // SharedLocked, SharedLockedArray: same forms
+        try await tally.withExclusive { $0 += 1 }
+        let hits = try await tally.withShared { $0 }
+        // --- README async: end ---
+
+        #expect(count == 1)
+        #expect(rows.isEmpty)
+        #expect(hits == 1)
+    }
+
     /// The README's worker-process tally: it forks, so it runs in an exit test (a
     /// quiet process of its own, not the multi-threaded test runner).
     @Test func workerProcessesAddIntoASharedTally() async {
@@ -67,7 +86,7 @@ struct QuickStartTests {
     }
 
     /// The README shows exactly the lines between the markers above.
-    @Test(arguments: [("README quick start", 8), ("README processes", 12)])
+    @Test(arguments: [("README quick start", 8), ("README processes", 12), ("README async", 8)])
     func readmeShowsTheSnippet(marker: String, indent: Int) throws {
         let here = #filePath
         let root = here.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")

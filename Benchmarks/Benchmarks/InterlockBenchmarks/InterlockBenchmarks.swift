@@ -4,6 +4,7 @@
 //   ReaderFlood.swift   a writer's wait while two readers hold back to back
 //   LocalStorage.swift  ThreadLocal/ProcessLocal reads vs pthread_getspecific and a global
 //   WriterFlood.swift   a reader's wait while three writers (threads or processes) hold back to back
+//   Async.swift         async pairs vs the blocking closure pairs; release → suspended waiter running
 // `Benchmarks/compare.sh` runs them and prints ours ÷ baseline per group.
 
 import Benchmark
@@ -14,4 +15,5 @@ let benchmarks: @Sendable () -> Void = {
     registerReaderFlood()
     registerLocalStorage()
     registerWriterFlood()
+    registerAsync()
 }

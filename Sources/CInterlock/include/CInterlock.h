@@ -207,6 +207,11 @@ static inline int cinterlock_cpu_relax(void) {
 }
 
 
+/// Names the calling thread (`pthread_setname_np`, at most 15 bytes; longer names are cut).
+/// In C because glibc declares it only under `_GNU_SOURCE`. Used for the async waiter thread,
+/// so that it shows as `interlock-wait` in `top -H` and `/proc/PID/task/TID/comm`.
+void cinterlock_name_thread(const char *name);
+
 
 // MARK: Liveness byte locks and lock files
 

@@ -38,6 +38,7 @@ extension SharedLock {
     ///   table) traps; use ``lockShared(timeout:)`` to get that as an error.
     /// - Important: Keep a reference to the lock until you release it: a `SharedLock`
     ///   deinitialised while its process holds it traps (see ``SharedLock``).
+    @available(*, noasync, message: "a manual hold belongs to a thread, and a task can resume on another one after an await; use try await withShared { … }")
     @inlinable @inline(__always)
     public func lockShared() {
         let state = LocalState(local.get())
@@ -79,6 +80,7 @@ extension SharedLock {
     ///
     /// - Returns: whether shared mode was acquired; if so, call ``unlockShared()`` later.
     /// - Warning: The manual, unsafe form; prefer ``withSharedIfAvailable(_:)``.
+    @available(*, noasync, message: "a manual hold belongs to a thread, and a task can resume on another one after an await; use withSharedIfAvailable { … } or try await withShared { … }")
     @inlinable
     public func tryLockShared() -> Bool {
         let state = LocalState(local.get())
@@ -97,6 +99,7 @@ extension SharedLock {
     /// - Throws: ``InterlockError/timedOut`` if the lock could not be acquired in time
     ///   (nothing is left acquired), or ``InterlockError/holderTableFull(name:capacity:)``.
     /// - Warning: The manual, unsafe form; prefer ``withShared(timeout:_:)``.
+    @available(*, noasync, message: "a manual hold belongs to a thread, and a task can resume on another one after an await; use try await withShared(timeout:) { … }")
     public func lockShared(timeout: Duration) throws(InterlockError) {
         let deadline = SharedLock.deadline(after: timeout)
         let state = LocalState(local.get())
@@ -116,6 +119,7 @@ extension SharedLock {
     ///
     /// - Warning: The manual, unsafe form. Calling it without holding shared mode, or
     ///   while holding exclusive mode, traps.
+    @available(*, noasync, message: "a manual hold belongs to a thread, and a task can resume on another one after an await; use try await withShared { … }")
     @inlinable @inline(__always)
     public func unlockShared() {
         let state = LocalState(local.get())
@@ -137,6 +141,7 @@ extension SharedLock {
     ///   ``lockExclusive(timeout:)`` to get that as an error.
     /// - Important: Keep a reference to the lock until you release it: a `SharedLock`
     ///   deinitialised while its process holds it traps (see ``SharedLock``).
+    @available(*, noasync, message: "a manual hold belongs to a thread, and a task can resume on another one after an await; use try await withExclusive { … }")
     @inlinable @inline(__always)
     public func lockExclusive() {
         let state = LocalState(local.get())
@@ -216,6 +221,7 @@ extension SharedLock {
     ///
     /// - Returns: whether exclusive mode was acquired; if so, call ``unlockExclusive()``.
     /// - Warning: The manual, unsafe form; prefer ``withExclusiveIfAvailable(_:)``.
+    @available(*, noasync, message: "a manual hold belongs to a thread, and a task can resume on another one after an await; use withExclusiveIfAvailable { … } or try await withExclusive { … }")
     @inlinable
     public func tryLockExclusive() -> Bool {
         let state = LocalState(local.get())
@@ -244,6 +250,7 @@ extension SharedLock {
     /// - Throws: ``InterlockError/timedOut`` (nothing is left acquired), or
     ///   ``InterlockError/holderTableFull(name:capacity:)``.
     /// - Warning: The manual, unsafe form; prefer ``withExclusive(timeout:_:)``.
+    @available(*, noasync, message: "a manual hold belongs to a thread, and a task can resume on another one after an await; use try await withExclusive(timeout:) { … }")
     public func lockExclusive(timeout: Duration) throws(InterlockError) {
         let deadline = SharedLock.deadline(after: timeout)
         let state = LocalState(local.get())
@@ -258,6 +265,7 @@ extension SharedLock {
     ///
     /// - Warning: The manual, unsafe form. Calling it on a thread that does not hold
     ///   exclusive mode traps.
+    @available(*, noasync, message: "a manual hold belongs to a thread, and a task can resume on another one after an await; use try await withExclusive { … }")
     @inlinable @inline(__always)
     public func unlockExclusive() {
         let state = LocalState(local.get())

@@ -29,6 +29,10 @@ import Synchronization
 /// **Timeouts.** Every blocking acquisition has a timed form (monotonic clock) and a
 /// try form; a failed attempt leaves no trace.
 ///
+/// **Async code.** ``withShared(isolation:_:)`` and ``withExclusive(isolation:_:)`` (and
+/// their `timeout:` forms) suspend the task instead of blocking its thread while the lock is
+/// busy; the lock's waiter thread waits in its place (see <doc:Concurrency>).
+///
 /// **Fork.** A `fork()` child holds nothing its parent held: the lock's per-process
 /// state is fresh in the child, even if a parent thread held the lock at the instant of
 /// the fork. A process-scoped lock made before the fork coordinates parent and child.
@@ -72,6 +76,9 @@ public final class SharedLock: @unchecked Sendable {
     /// The file the segment is mapped from (process scopes); it carries this process's
     /// liveness byte lock and stays open as long as the lock exists.
     let file: LockFile?
+    /// The thread that waits for the lock on behalf of suspended tasks (see
+    /// `SharedLock+Async.swift`), made on first need.
+    let asyncWaiters = AsyncWaiterSlot()
 
     private init(scope: Scope, opened: OpenSegment?) {
         self.scope = scope

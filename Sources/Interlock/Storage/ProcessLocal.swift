@@ -18,6 +18,10 @@ import Synchronization
 /// This is what a plain global gets wrong after `fork()`: the child inherits the
 /// parent's connection, RNG state or cached pid.
 ///
+/// In `async` code a `ProcessLocal` works as from threads: the body of ``withValue(_:)`` is
+/// synchronous, so its mutex is never held across an `await`; keep it short, since a task
+/// that waits for the mutex blocks its pool thread (see <doc:Concurrency>).
+///
 /// - Note: In a fork child the inherited value is abandoned, not destroyed: its
 ///   deinitialiser does not run in the child (it may own resources, such as a socket's
 ///   protocol state, that belong to the parent), and its storage is leaked, once per

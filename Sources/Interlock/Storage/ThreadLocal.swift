@@ -27,6 +27,11 @@ import Synchronization
 /// - When a `ThreadLocal` is destroyed, every thread's value is destroyed, on the thread
 ///   that destroys it (values are not tied to their thread after that).
 ///
+/// - Important: In `async` code, a task may continue on another thread after every `await`,
+///   so a read before an `await` and one after it may see two threads' values. Use a
+///   `ThreadLocal` there only within a synchronous stretch (a per-thread cache or scratch
+///   buffer); for a value that follows the task, use `@TaskLocal` (see <doc:Concurrency>).
+///
 /// - Note: In a fork child the inherited value is abandoned without running its
 ///   deinitialiser (it may own resources that belong to the parent), once per fork per
 ///   instance; the values of the parent's other threads are abandoned the same way. A

@@ -260,3 +260,10 @@ final class Parking: @unchecked Sendable {
         _ = write(writeEnd, &byte, 1)
     }
 }
+
+/// Runs `body` in a synchronous context. An exit test's body is an async closure, where the
+/// manual lock calls (`lockShared()`, `unlockExclusive()`, …) are unavailable: they tie a
+/// hold to a thread, and a task may resume on another one after an `await`.
+func synchronously<R>(_ body: () throws -> R) rethrows -> R {
+    try body()
+}
