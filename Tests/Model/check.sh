@@ -18,18 +18,20 @@ command -v spin >/dev/null || { echo "spin not found (apt-get install spin)"; ex
 configs=(
 "safety|-DNPROC=2 -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|2 processes looping for ever over every acquire form (blocking, deadline, try) of both modes"
 "finite|-DNPROC=2 -DNOPS=2 -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|the same, 2 operations each, then the threads end: a lost wake-up is an invalid end state"
-"three|-DNPROC=3 -DNOPS=2 -DFORMS=0 -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|3 processes, 2 blocking operations each"
-"threads|-DNPROC=1 -DNTHR=3 -DNOPS=1 -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|the threads scope: one entry, 3 threads, one operation each (any form)"
+"three|-DNPROC=3 -DNOPS=1 -DFORMS=0 -DMAXKILL=0 -DATOMIC_SCAN|-DSAFETY -DCOLLAPSE|-m1000000 -w26|3 processes, one blocking operation each"
+"threads|-DNPROC=1 -DNTHR=3 -DNOPS=1 -DFORMS=0 -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|the threads scope: one entry, 3 threads, one blocking operation each"
 "kill|-DNPROC=2 -DNOPS=2 -DMAXKILL=1|-DSAFETY -DCOLLAPSE|-m1000000 -w26|2 processes, 2 operations each (any form); either may be killed at any step, the survivor reclaims"
-"recovery|-DNPROC=2 -DNOPS=2 -DPREDEAD -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|2 live processes, 2 operations each, and a third that died in any of 6 states"
-"restart|-DNPROC=1 -DNOPS=2 -DPREDEAD -DMAXKILL=1 -DMAXRESTART=1 -DSPARE -DATOMIC_SCAN|-DSAFETY -DBITSTATE|-m1000000 -w32 -k3|(bitstate, not exhaustive: >93M states) a process died in any of 6 states; the live one may be killed too; a new process registers into a dead entry or the spare one beyond highWater"
+"recovery|-DNPROC=2 -DNOPS=1 -DPREDEAD -DMAXKILL=0 -DATOMIC_SCAN|-DSAFETY -DCOLLAPSE|-m1000000 -w26|2 live processes, one operation each (any form), and a third that died in any of 6 states"
 "restart1|-DNPROC=1 -DNOPS=1 -DPREDEAD -DMAXKILL=0 -DMAXRESTART=1 -DSPARE -DATOMIC_SCAN|-DSAFETY -DCOLLAPSE|-m1000000 -w26|exhaustive: a live process and a new one registering (any free entry) while a third died in any of 6 states"
+"owner-died|-DNPROC=1 -DNOPS=1 -DPREDEAD -DPDV=1 -DMAXKILL=1 -DMAXRESTART=1 -DATOMIC_SCAN|-DSAFETY -DCOLLAPSE|-m1000000 -w26|exhaustive: a process died holding exclusive; the live one (reclaiming it) may be killed at any step; a new process registers and acquires: OWNER_DIED reported exactly once (SPEC_OD_AT_CAS fails here)"
 "live-writer|-DNPROC=3 -DATOMIC_SCAN -DNWRITERS=1 -DLIVE -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26 -N writer_progress|LTL, weak fairness: a waiting writer enters while 2 readers keep cycling"
-"live-reader|-DNPROC=3 -DATOMIC_SCAN -DNWRITERS=2 -DLIVE -DMAXKILL=0|-DBITSTATE -DNFAIR=3|-a -f -m2000000 -w32 -k3 -N reader_progress|(bitstate, not exhaustive) LTL, weak fairness: a waiting reader enters while 2 writers keep cycling"
+"live-reader2|-DNPROC=2 -DATOMIC_SCAN -DNWRITERS=1 -DLIVE -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26 -N reader_progress|exhaustive: a waiting reader enters while 1 writer keeps cycling (SPEC_RB_CAS fails here too)"
 "live-recovery-w|-DNPROC=2 -DATOMIC_SCAN -DNWRITERS=1 -DLIVE -DPREDEAD -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26 -N writer_progress|writer_progress (1 writer, 1 reader) with a third process dead in any of 6 states"
 "live-recovery-r|-DNPROC=2 -DATOMIC_SCAN -DNWRITERS=1 -DLIVE -DPREDEAD -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26 -N reader_progress|reader_progress (1 writer, 1 reader) with a third process dead in any of 6 states"
 )
 extra=(
+"live-reader|-DNPROC=3 -DATOMIC_SCAN -DNWRITERS=2 -DLIVE -DMAXKILL=0|-DBITSTATE -DNFAIR=3|-a -f -m2000000 -w32 -k3 -N reader_progress|(bitstate, not exhaustive) LTL, weak fairness: a waiting reader enters while 2 writers keep cycling"
+"restart|-DNPROC=1 -DNOPS=2 -DPREDEAD -DMAXKILL=1 -DMAXRESTART=1 -DSPARE -DATOMIC_SCAN|-DSAFETY -DBITSTATE|-m1000000 -w32 -k3|(bitstate, not exhaustive: >93M states) a process died in any of 6 states; the live one may be killed too; a new process registers into a dead entry or the spare one beyond highWater"
 "finite3|-DNPROC=3 -DNOPS=1 -DMAXKILL=0 -DATOMIC_SCAN|-DSAFETY -DBITSTATE|-m1000000 -w32 -k3|(bitstate; >79M states exhaustively) 3 processes, one operation each (any form): lost wake-ups with 2 sleepers on one futex"
 "spurious|-DNPROC=2 -DMAXKILL=0 -DSPURIOUS|-DSAFETY -DCOLLAPSE|-m1000000 -w26|safety with spurious futex wake-ups (they hide lost wake-ups: safety only)"
 )
@@ -88,3 +90,4 @@ for c in "${extra[@]}"; do
 done
 [ $status = 0 ] && echo "all checks passed" || echo "some checks FAILED"
 exit $status
+
