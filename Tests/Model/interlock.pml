@@ -73,9 +73,8 @@
  *                       owner of that entry that dies draining gets OWNER_DIED added.
  *                       Fix: reclaim zeroes `writing` too (or registration does).
  *   RECLAIM_NO_WAKE     reclaim zeroes readers/blocked without the drainer / writer
- *                       wake rules (the sleeper then waits for its own next poll; in the
- *                       model the poll is enabled only while something is reclaimable,
- *                       so this shows as a hang)
+ *                       wake rules (the sleeper then waits for its own next poll: a
+ *                       latency, not a hang, since the poll re-checks; not run)
  *   SPEC_RB_CAS         a blocked reader whose re-check sees WRITER loads ctl again, and
  *                       sets READERS_BLOCKED by a CAS on the value it loaded.  A writer
  *                       whose whole phase fits in the reader's gaps (between its load and
