@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Model-checks Tests/Model/interlock.pml with spin (Debian package `spin`; needs gcc).
+# Model-checks Tests/Model/interlock.pml (protocol v3, issue 10) with spin (Debian package `spin`; needs gcc).
 #
 #   Tests/Model/check.sh              the default checks below
-#   Tests/Model/check.sh NAME...      only these (see `configs`); `deep` is not run by default
+#   Tests/Model/check.sh NAME...      only these (see `configs`; `extra` ones run only by name)
 #
 # Each check: spin -a, gcc pan.c, run pan; prints states, depth, errors and time.
 # Exits non-zero if any check reports an error (assertion, invalid end state, never-claim
@@ -16,26 +16,32 @@ command -v spin >/dev/null || { echo "spin not found (apt-get install spin)"; ex
 
 # name | spin -D flags | gcc flags | pan flags | what it shows
 configs=(
-"safety|-DNPROC=2 -DMAXKILL=1|-DSAFETY -DCOLLAPSE|-m1000000 -w26|exhaustive safety: 2 processes doing every kind of acquire; either may die at any step"
-"recovery|-DNPROC=2 -DPREDEAD -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|exhaustive safety: 2 live processes recover a third that died in any of 9 states"
-"liveness|-DNPROC=3 -DLIVE -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26|LTL + weak fairness: a waiting writer eventually holds the lock while 2 readers keep cycling"
-"liveness-recovery|-DNPROC=2 -DLIVE -DPREDEAD -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26|the same when a third process died in any of 9 states (recovery must run)"
-"register|-DNPROC=2 -DREGISTER -DPDV=0 -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|Segment.register() reusing a dead idle entry while a recovery runs"
-"register-kill|-DNPROC=2 -DREGISTER -DPDV=0 -DMAXKILL=1 -DKILLONLY=0 -DONESHOT -DNOPARK|-DSAFETY -DCOLLAPSE|-m1000000 -w26|register() racing a live process that acquires and dies (REGISTER_CHECK_FIRST fails here)"
-"restart|-DNPROC=2 -DPREDEAD -DPDV=1 -DMAXKILL=1 -DMAXRESTART=1 -DNWRITERS=1 -DNOPARK -DONESHOT|-DSAFETY -DBITSTATE|-m1000000 -w32 -k3|a killed process (the recoverer, a holder, ...) is replaced by a new one that registers, possibly into its slot; recovery is taken over (bitstate: >160M states exhaustively)"
-"settle-timeout|-DNPROC=3 -DPREDEAD -DPDV=0 -DMAXKILL=1 -DKILLONLY=0 -DSETTLE_TIMEOUT -DNWRITERS=2 -DNOPARK -DONESHOT|-DSAFETY -DBITSTATE|-m1000000 -w32 -k3|recover() giving up on a stuck in-flight process after taking over from a dead recoverer"
+"safety|-DNPROC=2 -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|2 processes looping for ever over every acquire form (blocking, deadline, try) of both modes"
+"finite|-DNPROC=2 -DNOPS=2 -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|the same, 2 operations each, then the threads end: a lost wake-up is an invalid end state"
+"three|-DNPROC=3 -DNOPS=1 -DFORMS=0 -DMAXKILL=0 -DATOMIC_SCAN|-DSAFETY -DCOLLAPSE|-m1000000 -w26|3 processes, one blocking operation each"
+"threads|-DNPROC=1 -DNTHR=3 -DNOPS=1 -DFORMS=0 -DMAXKILL=0|-DSAFETY -DCOLLAPSE|-m1000000 -w26|the threads scope: one entry, 3 threads, one blocking operation each"
+"kill|-DNPROC=2 -DNOPS=2 -DMAXKILL=1|-DSAFETY -DCOLLAPSE|-m1000000 -w26|2 processes, 2 operations each (any form); either may be killed at any step, the survivor reclaims"
+"recovery|-DNPROC=2 -DNOPS=1 -DPREDEAD -DMAXKILL=0 -DATOMIC_SCAN|-DSAFETY -DCOLLAPSE|-m1000000 -w26|2 live processes, one operation each (any form), and a third that died in any of 6 states"
+"restart1|-DNPROC=1 -DNOPS=1 -DPREDEAD -DMAXKILL=0 -DMAXRESTART=1 -DSPARE -DATOMIC_SCAN|-DSAFETY -DCOLLAPSE|-m1000000 -w26|exhaustive: a live process and a new one registering (any free entry) while a third died in any of 6 states"
+"owner-died|-DNPROC=1 -DNOPS=1 -DPREDEAD -DPDV=1 -DMAXKILL=1 -DMAXRESTART=1 -DATOMIC_SCAN|-DSAFETY -DCOLLAPSE|-m1000000 -w26|exhaustive: a process died holding exclusive; the live one (reclaiming it) may be killed at any step; a new process registers and acquires: OWNER_DIED reported exactly once (SPEC_OD_AT_CAS fails here)"
+"live-writer|-DNPROC=3 -DATOMIC_SCAN -DNWRITERS=1 -DLIVE -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26 -N writer_progress|LTL, weak fairness: a waiting writer enters while 2 readers keep cycling"
+"live-reader2|-DNPROC=2 -DATOMIC_SCAN -DNWRITERS=1 -DLIVE -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26 -N reader_progress|exhaustive: a waiting reader enters while 1 writer keeps cycling (SPEC_RB_CAS fails here too)"
+"live-recovery-w|-DNPROC=2 -DATOMIC_SCAN -DNWRITERS=1 -DLIVE -DPREDEAD -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26 -N writer_progress|writer_progress (1 writer, 1 reader) with a third process dead in any of 6 states"
+"live-recovery-r|-DNPROC=2 -DATOMIC_SCAN -DNWRITERS=1 -DLIVE -DPREDEAD -DMAXKILL=0|-DCOLLAPSE -DNFAIR=3|-a -f -m1000000 -w26 -N reader_progress|reader_progress (1 writer, 1 reader) with a third process dead in any of 6 states"
 )
 extra=(
-"deep|-DNPROC=3 -DMAXKILL=1|-DSAFETY -DHC4|-m2000000 -w31|3 processes, one death (hash-compact; very long, ~20 GB)"
+"live-reader|-DNPROC=3 -DATOMIC_SCAN -DNWRITERS=2 -DLIVE -DMAXKILL=0|-DBITSTATE -DNFAIR=3|-a -f -m2000000 -w32 -k3 -N reader_progress|(bitstate, not exhaustive) LTL, weak fairness: a waiting reader enters while 2 writers keep cycling"
+"restart|-DNPROC=1 -DNOPS=2 -DPREDEAD -DMAXKILL=1 -DMAXRESTART=1 -DSPARE -DATOMIC_SCAN|-DSAFETY -DBITSTATE|-m1000000 -w32 -k3|(bitstate, not exhaustive: >93M states) a process died in any of 6 states; the live one may be killed too; a new process registers into a dead entry or the spare one beyond highWater"
+"finite3|-DNPROC=3 -DNOPS=1 -DMAXKILL=0 -DATOMIC_SCAN|-DSAFETY -DBITSTATE|-m1000000 -w32 -k3|(bitstate; >79M states exhaustively) 3 processes, one operation each (any form): lost wake-ups with 2 sleepers on one futex"
+"spurious|-DNPROC=2 -DMAXKILL=0 -DSPURIOUS|-DSAFETY -DCOLLAPSE|-m1000000 -w26|safety with spurious futex wake-ups (they hide lost wake-ups: safety only)"
 )
-# Extra -D flags for every check, e.g. the recovery as it was before publish-first:
-#   MODEL_FLAGS="-DOLD_RECOVERY" Tests/Model/check.sh settle-timeout   (failed on the pid-based model)
-# or a deliberately broken protocol (each must fail):
-#   MODEL_FLAGS="-DMUTANT_NO_EPOCH" Tests/Model/check.sh restart
-#   MODEL_FLAGS="-DMUTANT_PID_LIVENESS" Tests/Model/check.sh restart
-#   MODEL_FLAGS="-DREGISTER_CHECK_FIRST" Tests/Model/check.sh register-kill
+# Extra -D flags for every check: a protocol as first specified or a mutant (each must
+# fail; README.md lists which check shows each), e.g.
+#   MODEL_FLAGS="-DSPEC_OD_AT_CAS" Tests/Model/check.sh restart
+#   MODEL_FLAGS="-DMUTANT_NO_READ_TURN" Tests/Model/check.sh live-reader
 extra_flags=${MODEL_FLAGS:-}
-memlim=${MEMLIM:-7800}     # MB per pan run (pan stops and the check fails if it needs more)
+memlim=${MEMLIM:-6000}     # MB per pan run (pan stops and the check fails if it needs more)
+tlimit=${TLIMIT:-0}        # seconds per pan run (0: none); an interrupted run fails as incomplete
 
 want=("$@")
 selected() {
@@ -53,7 +59,11 @@ run() {
     ( cd "$dir" && spin $sdefs -a interlock.pml >spin.log 2>&1 ) || { cat "$dir/spin.log"; status=1; return; }
     ( cd "$dir" && gcc -O2 -w -DMEMLIM=$memlim $cflags -o pan pan.c >gcc.log 2>&1 ) || { cat "$dir/gcc.log"; status=1; return; }
     local t0=$(date +%s.%N)
-    ( cd "$dir" && ./pan $pflags >pan.log 2>&1 )
+    if [ "$tlimit" -gt 0 ]; then
+        ( cd "$dir" && timeout -s INT "$tlimit" ./pan $pflags >pan.log 2>&1 )
+    else
+        ( cd "$dir" && ./pan $pflags >pan.log 2>&1 )
+    fi
     local t1=$(date +%s.%N)
     local log=$dir/pan.log
     local errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$log" | tail -1)
@@ -65,7 +75,7 @@ run() {
     if [ "${errors:-x}" != 0 ]; then
         status=1
         echo "   FAILED — trail: (cd $dir && spin $sdefs -t -p -g interlock.pml)"
-    elif grep -q -E "max search depth too small|out of memory|ran out of memory" "$log"; then
+    elif grep -q -E "max search depth too small|out of memory|ran out of memory|reached -DMEMLIM|Interrupted" "$log"; then
         status=1; echo "   FAILED — search incomplete (depth or memory)"
     fi
 }
@@ -80,3 +90,4 @@ for c in "${extra[@]}"; do
 done
 [ $status = 0 ] && echo "all checks passed" || echo "some checks FAILED"
 exit $status
+

@@ -1,105 +1,114 @@
 /*
- * interlock.pml — Promela model of Interlock's cross-process protocol, with the
- * kernel-kept liveness oracle (issue 9): every registered process holds a byte lock on
- * its holder-table slot, and "alive" means "that byte is locked".
+ * interlock.pml — Promela model of Interlock's cross-process protocol v3 (issue 10):
+ * a control word `ctl`, per-process table entries with `readers`/`blocked`/`writing`
+ * counts, a writer futex `writerSeq` with `writerSleepers`, `highWater`, and the
+ * kernel-kept liveness oracle of issue 9 (a process is alive iff it holds the byte lock
+ * of its entry; kill -9 drops its locks in the same atomic step as its death).
  *
- *   Sources/Interlock/Protocol/StateWord.swift    the state word
- *   Sources/Interlock/Protocol/Segment.swift      holder-table Entry (mode|inFlight, epoch;
- *                                                 owner/startTime are informational only)
- *   Sources/Interlock/Protocol/ProcessLevel.swift acquire/release, transition(), wait()
- *   Sources/Interlock/Protocol/Recovery.swift     recoverIfNeeded(), recover(), register(),
- *                                                 unregister()
+ * Actors.  A `Thr(p, k)` is thread k of process p; a process has NTHR threads sharing
+ * its entry (the threads scope is NPROC=1: one entry, no deaths).  Every thread loops
+ * for ever over shared and exclusive acquires (blocking, with a deadline, or try), hold,
+ * release.  A `Killer` may kill -9 a live process at any step (MAXKILL) and start a NEW
+ * process (MAXRESTART) that registers — into a dead entry or a never-used one — and takes
+ * part.  PREDEAD adds a process that died before the start in one of several states.
  *
- * One Promela `Proc` = one process, reduced to one thread at the process level (the
- * per-process readers word of ProcessScope.swift only decides *which* thread does the
- * process-level step; the cross-process protocol sees one actor per entry).
- * Each Proc loops forever: acquire shared or exclusive (blocking, with a deadline, or
- * try), hold, release.  A `Killer` may kill any live process at any step (MAXKILL times)
- * and may start a NEW process in its place (MAXRESTART times; it starts unregistered and
- * runs Segment.register(); in reality it may even have the dead one's pid, in another
- * pid namespace).  Every shared-memory access is one Promela step; a CAS is one d_step.
+ * Granularity.  Every shared-memory RMW and every load named by the protocol is one
+ * Promela step (they are all sequentially consistent, so interleaving semantics is
+ * exact).  A CAS loop whose only job is to set or clear a bit (set DRAIN_WAIT, CAS-clear
+ * DRAIN_WAIT, end a write phase) is one atomic step: a failed CAS only re-reads.  One
+ * simplification: a scan reads an entry's count and queries its byte lock in one step
+ * (the order does not matter: a reader can only become counted in a re-registered entry
+ * after its registration locked it, and before WRITER/READ_TURN...; see README).
  *
- * Liveness oracle.  lk[i] is the kernel's byte lock of slot i: the index+1 of the process
- * holding it, 0 if unlocked.  A process's byte locks vanish in the same atomic step as
- * its death (alive[p] = 0).  Every liveness decision reads only LIVE_SLOT(i) (F_OFD_GETLK:
- * "is the byte locked by anybody", the caller's own lock included) — never a pid, and
- * there are no "is it me" shortcuts, except the recoverer word check.  epoch[i] counts
- * the registrations of slot i; the recoverer word holds (epoch, slot+1) of the recovering
- * process's own slot (recE, recS; one 64-bit word in Swift, updated in one step here),
- * and the recoverer is alive iff its slot is locked and the slot's epoch is unchanged.
+ * Futexes are modelled exactly as value-checked sleeps: futex_wait(addr, v) atomically
+ * checks *addr == v and enqueues the thread (onCtl/onSeq); a wake clears the flag of one
+ * (nondeterministically chosen: a superset of the kernel's order) or of every sleeper.
+ * writerSeq is modelled by per-thread "seq unchanged since I read it" bits (seqOk): a
+ * bump clears every bit, so no wrap-around can fake a wake-up or a lost one.  A sleeper
+ * may leave only when woken, when its deadline passes (dl), or for the periodic poll,
+ * which is enabled only while some entry needs reclaiming or after a kill (POLL); SPURIOUS
+ * adds arbitrary spurious wake-ups (safety only: it hides lost wake-ups).
  *
- * Epochs are exact counters here, not wrapped: a slot is registered at most once at the
- * start plus once per restart (plus once more with REGISTER or UNREG), so epoch[i] <=
- * EPOCH_BOUND, asserted at every bump.  A small modulus would NOT be sound in the model:
- * an epoch that wraps back to a dead recoverer's value makes that recoverer look alive,
- * and a model that may wrongly judge a recoverer alive prunes the takeovers it should
- * explore (and invents hangs).  In Swift the epoch is 32 bits wide; aliasing needs 2^32
- * registrations of one slot while one recovery is frozen in the word.
+ * Ghost state per thread: rc/bc (counted in its entry's readers/blocked), rin (inside
+ * shared), win (holding exclusive: its entry's writing == 1), wown (owns the write phase:
+ * from the WRITER CAS to the CAS that ends it; a dead owner's stays until reclaimed),
+ * want (inside an acquire, for the LTL).  occ[i] = process+1 whose counts entry i holds.
+ * odPending: a holding writer died and no writer has yet acquired with the report.
  *
- * Ghost state: g[p] is what process p contributes to the state word (NONE, SHARED,
- * EXCLUSIVE or WAITING); it changes in the same atomic step as the CAS that adds or
- * removes that contribution, and recovery's publish wipes every contribution whose slot
- * it judged dead (unlocked).  g[p] == SHARED/EXCLUSIVE is "p holds the lock".
- *
- * Checked in every reachable state: (1) mutual exclusion among live holders; (2') the
- * word equals the ghost contributions, and every publish counts exactly the
- * contributions whose slots it saw locked; (3) a reclaimed dead exclusive holder sets
- * ownerDied, and the next take reports it exactly then; (4) no count underflow (the
- * Swift preconditions); (5) a dead contribution stays discoverable (its entry non-idle)
- * unless the word is frozen; (6) a registered live process's slot is locked, by it;
- * (7) nobody else claims that slot: no other live process is registered there and no
- * dead process's unreclaimed contribution lives there; the epoch never exceeds its
- * bound.  No deadlock (invalid end state).  LTL writer_progress (LIVE).
+ * Checked in every reachable state (monitor): mutual exclusion among live threads; a
+ * live reader inside is counted and WRITER is clear or its owner still draining; the
+ * control word matches the live contributions (WRITER <=> exactly one phase owner,
+ * alive or dead-not-yet-reclaimed, and OWNER names its entry; DRAIN_WAIT,
+ * READERS_BLOCKED only with WRITER; READ_TURN never with WRITER; every entry's counts
+ * equal its process's ghost contributions; a live process's `writing` equals its
+ * holding); reclaim never touches a live process's entry; OWNER_DIED is reported exactly
+ * when a holding writer died since the last report.  No invalid end state (deadlock,
+ * lost wake-up).  LTL writer_progress / reader_progress under weak fairness (LIVE).
  *
  * Configuration (-D on the spin command line):
- *   NPROC=n          number of processes at the start (2 or 3)
- *   MAXKILL=k        how many processes may be killed
- *   MAXRESTART=r     how many new processes may start after a kill (unregistered; they
- *                    register, possibly into a dead process's slot, and take part)
- *   SPARE            one more holder-table slot, free at the start
- *   UNREG            a process may unregister (Segment.unregister: clear owner, unlock the
- *                    byte) while idle, then either end or register again (once)
- *   SETTLE_TIMEOUT   recover() may give up on a live in-flight entry (Recovery.swift:78,
- *                    the 2 s settle deadline: a stopped or descheduled process)
- *   LOOSE_RECOVER    recoverIfNeeded() may call recover() whenever anybody died
- *                    (over-approximates its non-atomic scan); default: exact atomic check
- *   PREDEAD          one more process died before the start, in one of 9 states (holding
- *                    shared/exclusive, waiting, or mid-transition): recovery from the start
- *   REGISTER         (implies PREDEAD) the last process starts unregistered and runs
- *                    Segment.register() against a table holding one dead idle entry and
- *                    one dead shared holder
- *   NWRITERS=w       processes 0…w-1 only take exclusive mode (blocking), the rest only
- *                    shared (blocking or with a deadline); default: every process does all
- *   LIVE             liveness configuration (NWRITERS defaults to 1); a waiter that needs
- *                    recovery runs it (no futile park loops)
- *   PDV=0|1          with PREDEAD: only "died holding shared" (0) or "... exclusive" (1)
- *   KILLONLY=p       only process p may be killed
- *   ONESHOT          each process does one acquire/release, then stays idle (small models)
- *   NOPARK           waiters do not set `parked` (fewer states; wake-ups are abstracted anyway)
- *   NO_OWNERSHIP     do not check invariants (6)/(7), to search on for their consequences
- *   SPEC_RECOUNT     recover()'s recount as first specified: it does not wait for in-flight
- *                    locked entries again (UNSAFE, see step 4 of Recovery below)
- *   REGISTER_CHECK_FIRST  register() as first specified: skip if mode != idle, skip if
- *                    locked, then try-lock — the checks precede the lock (UNSAFE, see
- *                    register() below).  Default: try-lock first, then read the mode
- *                    under the lock and unlock again if the slot is not idle.
- *   OLD_RECOVERY     recover() marks dead entries idle before publishing the word (the
- *                    order before commit 1e3c822)
- *   MUTANT_NO_SETTLE, MUTANT_NO_PREF  deliberately broken protocols (checks must fail)
- *   MUTANT_NO_EPOCH  deliberately broken: the recoverer word names only the slot, and the
- *                    recoverer is "alive" iff that slot is locked (a dead recoverer whose
- *                    slot is re-registered looks alive for ever)
- *   MUTANT_PID_LIVENESS  deliberately broken: every decision judges a slot by its
- *                    informational owner pid ("some live process has that pid"), and a
- *                    restarted process may reuse a dead process's pid
+ *   NPROC=n        processes at the start (1…3);  NTHR=t threads per process (1…3)
+ *   MAXKILL=k      kills;  MAXRESTART=r  new processes after a death (NTHR=1 only)
+ *   SPARE          one more entry, never used at the start (beyond highWater)
+ *   PREDEAD        one more process died before the start (entry NPROC, lock free): holding
+ *                  shared, blocked under READ_TURN, draining (asleep or not), holding
+ *                  exclusive (with READERS_BLOCKED left by a reader that timed out)
+ *   PDV=v          with PREDEAD: only variant v of those (see init)
+ *   NWRITERS=w     processes < w only take exclusive mode, the others only shared
+ *   LIVE           liveness configuration: blocking forms only
+ *   FORMS=0|1      0: blocking only; 1 (default unless LIVE): blocking, deadline, try
+ *   NOPS=n         each thread does n operations and ends (so that a lost wake-up is an
+ *                  invalid end state; with endless loops another thread's next release
+ *                  usually repairs it, and only the LTL checks would see it)
+ *   SPURIOUS       spurious futex wake-ups (safety only)
+ *   KILLONLY=p     only process p may be killed
+ *
+ * Fixes of the protocol as first specified (the default includes them; each SPEC_ switch
+ * restores the specified behaviour, and the named check fails):
+ *   SPEC_OD_AT_CAS      OWNER_DIED is cleared by the WRITER CAS (and restored by a timed-
+ *                       out drain).  A writer that took the report and dies while
+ *                       draining loses it.  Fix: keep OWNER_DIED in ctl until the drain
+ *                       is done; clear it (fetch_and, reporting the old bit) after
+ *                       setting `writing = 1`.
+ *   SPEC_STALE_WRITING  reclaim does not zero the dead entry's `writing`; a later
+ *                       owner of that entry that dies draining gets OWNER_DIED added.
+ *                       Fix: reclaim zeroes `writing` too (or registration does).
+ *   RECLAIM_NO_WAKE     reclaim zeroes readers/blocked without the drainer / writer
+ *                       wake rules (the sleeper then waits for its own next poll: a
+ *                       latency, not a hang, since the poll re-checks; not run)
+ *   SPEC_RB_CAS         a blocked reader whose re-check sees WRITER loads ctl again, and
+ *                       sets READERS_BLOCKED by a CAS on the value it loaded.  A writer
+ *                       whose whole phase fits in the reader's gaps (between its load and
+ *                       its CAS, or between its back-off and its next load) makes the
+ *                       reader see WRITER clear, increment, and lose to the next WRITER
+ *                       CAS, for ever: the reader is blocked, but READ_TURN is never set
+ *                       (reader_progress fails).  Fix (default): a blocked reader that saw
+ *                       WRITER at its re-check claims the turn at once with
+ *                       fetch_or(READERS_BLOCKED), which cannot fail; if the returned old
+ *                       value has WRITER clear, the bit acts as READ_TURN (a writer treats
+ *                       READ_TURN|READERS_BLOCKED with WRITER clear alike and its CAS clears
+ *                       both) and the reader retries instead of sleeping.
+ *   DRAIN_WAKE_ONE      "wake the drainer" is futex_wake(ctl, 1): it can wake a blocked
+ *                       reader sleeping on the same word instead (lost wake-up)
+ *
+ * Mutants (deliberately broken; each must fail):
+ *   MUTANT_CHECK_FIRST    a reader loads ctl before incrementing its count
+ *   MUTANT_SCAN_FIRST     a writer scans the readers before setting WRITER
+ *   MUTANT_RECLAIM_NOLOCK reclaim checks the byte lock is free but does not take it
+ *   MUTANT_NO_READ_TURN   the end of a write phase never sets READ_TURN
+ *   MUTANT_NO_DRAIN_WAIT  the drainer sleeps on ctl without DRAIN_WAIT; a reader whose
+ *                         count reaches 0 always wakes ctl (the word does not change)
+ *   MUTANT_NO_RESCAN      the drainer sets DRAIN_WAIT but does not re-scan before sleeping
+ *   MUTANT_NO_RECHECK     a writer does not re-check after writerSleepers += 1
+ *   MUTANT_NO_PASS_ON     a woken writer that times out does not pass the wake on
+ *   REGISTER_CHECK_FIRST  (old bug) registration reads the entry's counts before taking
+ *                         its byte lock and skips the reclaim if they looked clean
  */
 
-#ifndef OLD_RECOVERY
-#define FIX_PUBLISH_FIRST
-#endif
-
 #ifndef NPROC
-#define NPROC 3
+#define NPROC 2
+#endif
+#ifndef NTHR
+#define NTHR 1
 #endif
 #ifndef MAXKILL
 #define MAXKILL 1
@@ -107,677 +116,691 @@
 #ifndef MAXRESTART
 #define MAXRESTART 0
 #endif
-#if defined(LIVE) && !defined(NWRITERS)
-#define NWRITERS 1         /* liveness: process 0 is a blocking writer, the rest readers */
+#ifndef FORMS
+#ifdef LIVE
+#define FORMS 0
+#else
+#define FORMS 1
 #endif
-
-#ifdef REGISTER
-#define PREDEAD
 #endif
-/* Process indices: 0…NPROC-1 live at the start; then the processes dead before the
- * start (PREDEAD: index NPROC, dead in entry NPROC; REGISTER: index NPROC+1, dead idle in
- * entry NPROC-1); then the restarted processes NINIT…NPID-1. */
-#ifdef REGISTER
-#define NPRE 2
-#elif defined(PREDEAD)
+#ifdef PREDEAD
 #define NPRE 1
 #else
 #define NPRE 0
 #endif
 #define NINIT (NPROC + NPRE)
 #define NPID  (NINIT + MAXRESTART)
-#ifdef PREDEAD
-#define NENT0 (NPROC + 1)
-#else
-#define NENT0 NPROC
-#endif
+#define NT    (NPID * NTHR)
 #ifdef SPARE
-#define NENT (NENT0 + 1)
+#define NENT (NINIT + 1)
 #else
-#define NENT NENT0
+#define NENT NINIT
 #endif
-/* registrations of one slot: the first, one per restart, REGISTER's, one more per
- * process with UNREG — a bound far below the byte's 255 */
-#define EPOCH_BOUND (2 + 2 * MAXRESTART + NPROC + 1)
-#if NPID > 7 || NENT > 5
-#error "the invariant macros cover at most 7 processes and 5 entries"
+#if NENT > 4 || NT > 6
+#error "the macros cover at most 4 entries and 6 threads"
+#endif
+#if MAXRESTART > 0 && NTHR > 1
+#error "restarts only with one thread per process"
 #endif
 
-/* ---- StateWord.swift, compacted: same fields, 3-bit counts ---------------------- */
-#define ONE_SH    1
-#define SH_MASK   7        /* sharedMask   (bits 0…15 in Swift)  */
-#define ONE_WT    8
-#define WT_MASK   56       /* waitingMask  (bits 16…27)          */
-#define OD        64       /* ownerDied    (bit 28)              */
-#define REC       128      /* recovering   (bit 29)              */
-#define PARKED    256      /* parked       (bit 30)              */
-#define EXCL      512      /* exclusive    (bit 31)              */
-#define SHC(w)    ((w) & SH_MASK)
-#define WTC(w)    (((w) & WT_MASK) / ONE_WT)
+/* ---- ctl (compacted: same bits, OWNER in bits 5…7) ------------------------------ */
+#define WB     1           /* WRITER            */
+#define DW     2           /* DRAIN_WAIT        */
+#define RB     4           /* READERS_BLOCKED   */
+#define RT     8           /* READ_TURN         */
+#define OD     16          /* OWNER_DIED        */
+#define OWN1   32
+#define OWNM   224
+#define OWNER(c) ((c) / OWN1)          /* slot+1, 0 if none */
+/* the bits that make a writer wait for the blocked readers (while WRITER is clear) */
+#ifdef SPEC_RB_CAS
+#define TURN   RT
+#else
+#define TURN   (RT | RB)
+#endif
+#define NOSLOT 255
 
-/* ---- Entry (Segment.swift) ------------------------------------------------------- */
-#define IDLE      0
-#define SHARED    1
-#define EXCLUSIVE 2
-#define WAITING   3
-#define MODEMASK  3
-#define INF       4        /* Entry.inFlight */
-#define NOSLOT    255
-
-int  state;                /* Segment.state                                        */
-byte recE, recS;           /* Segment.recoverer: (epoch, slot+1), recS == 0 if none */
-byte mode[NENT];           /* Entry.mode                                           */
-byte epoch[NENT];          /* Entry.epoch: registrations of this slot              */
-byte lk[NENT];             /* kernel: byte lock of slot i held by process lk[i]-1   */
-byte slot[NPID];           /* LocalState.slot                                      */
-bool alive[NPID];          /* process p is running                                 */
+byte ctl;
+bit  seqOk[NT];            /* writerSeq unchanged since thread t read it            */
+byte ws;                   /* writerSleepers                                       */
+byte highWater;
+byte readers[NENT], blocked[NENT];
+bit  writing[NENT];
+byte lk[NENT];             /* kernel: byte lock of entry i held by process lk[i]-1  */
+byte slot[NPID];
+bit  alive[NPID];
 byte ndead, nrestart;
-bool inRec[NPID];          /* the thread of p is inside recoverIfNeeded() -> recover() */
-#ifdef MUTANT_PID_LIVENESS
-byte owner[NENT];          /* Entry.owner: informational pid (read only by the mutant) */
-byte pidof[NPID];            /* the pid of process p (a restarted process may reuse one) */
-#endif
+bit  onCtl[NT], onSeq[NT]; /* futex queues                                         */
 
 /* ghosts */
-byte g[NPID];
-bool odPending;            /* an exclusive holder died; the next take must report ownerDied */
-
-/* The oracle: is slot i's byte locked (by anybody, the caller included)? */
-#ifdef MUTANT_PID_LIVENESS
-#define PIDALIVE(o) ((o) != 0 && ((NPID > 0 && alive[0] && pidof[0] == (o)) \
-    || (NPID > 1 && alive[1 % NPID] && pidof[1 % NPID] == (o)) || (NPID > 2 && alive[2 % NPID] && pidof[2 % NPID] == (o)) \
-    || (NPID > 3 && alive[3 % NPID] && pidof[3 % NPID] == (o)) || (NPID > 4 && alive[4 % NPID] && pidof[4 % NPID] == (o)) \
-    || (NPID > 5 && alive[5 % NPID] && pidof[5 % NPID] == (o)) || (NPID > 6 && alive[6 % NPID] && pidof[6 % NPID] == (o))))
-#define LIVE_SLOT(i) PIDALIVE(owner[i])
+bit  rc[NT], bc[NT], rin[NT], win[NT], wown[NT];
+#ifdef LIVE
+bit  want[NT];
+#define WANT(v) want[me] = v
 #else
-#define LIVE_SLOT(i) (lk[i] != 0)
+#define WANT(v) skip
 #endif
+byte occ[NENT];
+bit  odPending;
 
-/* The recoverer word: "is it me" (another thread of my own process recovers) and "is
- * the recoverer alive" (its slot locked and not re-registered since; a slot outside the
- * table counts as dead). */
-#ifdef MUTANT_NO_EPOCH
-#define ISME      (recS == slot[me] + 1)
-#define RALIVE    (recS >= 1 && recS <= NENT && lk[recS - 1] != 0)
-#else
-#define ISME      (recS == slot[me] + 1 && recE == epoch[slot[me]])
-#define RALIVE    (recS >= 1 && recS <= NENT && lk[recS - 1] != 0 && epoch[recS - 1] == recE)
-#endif
+#define PROC(t) ((t) / NTHR)
 
-/* recoverIfNeeded: recovering with a gone recoverer, or a non-idle entry whose byte is
- * not locked (no owner filters: my own slot is locked by me). */
-#define DEADBUSY(i) ((i) < NENT && mode[(i) % NENT] != IDLE && !LIVE_SLOT((i) % NENT))
-#ifdef LOOSE_RECOVER
-#define RECOVER_NEEDED (ndead > 0)
-#else
-#define RECOVER_NEEDED ((state & REC) != 0 -> (recS == 0 || (!ISME && !RALIVE)) \
-    : (DEADBUSY(0) || DEADBUSY(1) || DEADBUSY(2) || DEADBUSY(3) || DEADBUSY(4)))
-#endif
+/* an entry a waiter would reclaim: byte lock free, and counts or the write phase */
+#define DEADBUSY(i) ((i) < NENT && lk[(i) % NENT] == 0 && (readers[(i) % NENT] != 0 \
+        || blocked[(i) % NENT] != 0 || ((ctl & WB) != 0 && OWNER(ctl) == (i) + 1)))
+#define RECLAIM_NEEDED (DEADBUSY(0) || DEADBUSY(1) || DEADBUSY(2) || DEADBUSY(3))
+/* the periodic poll of a sleeping waiter (reclaim, then re-check its own condition): in
+ * reality always possible; modelled as possible only while an entry needs reclaiming or
+ * after a kill during the run (a killed process may have owed a wake-up: a reader killed
+ * between `readers -= 1` and its DRAIN_WAIT check, a writer killed between its release
+ * CAS and its wakes).  Without deaths every wake-up must come from a wake. */
+#define POLL (RECLAIM_NEEDED || ndead > NPRE)
 
-/* ---- invariants (checked in every reachable state by `monitor`) ----------------- */
-#define GV(k, v)  (NPID > k && g[(k) % NPID] == v)
-#define CNT(v) (GV(0,v) + GV(1,v) + GV(2,v) + GV(3,v) + GV(4,v) + GV(5,v) + GV(6,v))
-#define LGV(k, v) (NPID > k && alive[(k) % NPID] && g[(k) % NPID] == v)
-#define LCNT(v) (LGV(0,v) + LGV(1,v) + LGV(2,v) + LGV(3,v) + LGV(4,v) + LGV(5,v) + LGV(6,v))
-/* (1) mutual exclusion among live processes */
-#define MUTEX (LCNT(EXCLUSIVE) == 0 || (LCNT(EXCLUSIVE) == 1 && LCNT(SHARED) == 0))
-/* (2') the word always equals the ghost contributions (recovery's publish keeps this) */
-#define WORD_OK (SHC(state) == CNT(SHARED) && WTC(state) == CNT(WAITING) \
-                 && ((state & EXCL) != 0) == (CNT(EXCLUSIVE) > 0) && CNT(EXCLUSIVE) <= 1)
-/* (5) recoverability: a dead process's contribution stays discoverable by
- *     recoverIfNeeded() (its entry non-idle), unless a recovery has the word frozen. */
-#define FOUND(p) (p >= NPID || alive[(p) % NPID] || g[(p) % NPID] == IDLE || (state & REC) != 0 \
-                  || (slot[(p) % NPID] != NOSLOT && mode[slot[(p) % NPID]] != IDLE))
-#define RECOVERABLE (FOUND(0) && FOUND(1) && FOUND(2) && FOUND(3) && FOUND(4) && FOUND(5) && FOUND(6))
-/* (6) a registered live process's slot is locked, by it */
-#define LOCKS(p) (p >= NPID || !alive[(p) % NPID] || slot[(p) % NPID] == NOSLOT \
-                  || lk[slot[(p) % NPID]] == (p) + 1)
-/* (7) ... and nobody else claims it: no other live registered process, no dead process
- *     whose contribution is still in the word */
-#define NOTHER(p, q) (q >= NPID || q == p || slot[(q) % NPID] != slot[(p) % NPID] \
-                      || (!alive[(q) % NPID] && g[(q) % NPID] == IDLE))
-#define SOLE(p) (p >= NPID || !alive[(p) % NPID] || slot[(p) % NPID] == NOSLOT \
-                 || (NOTHER(p,0) && NOTHER(p,1) && NOTHER(p,2) && NOTHER(p,3) && NOTHER(p,4) \
-                     && NOTHER(p,5) && NOTHER(p,6)))
-#ifdef NO_OWNERSHIP
-#define OWNERSHIP 1        /* let the search run on to the consequences */
-#define SOLEOWNER 1
-#else
-#define OWNERSHIP (LOCKS(0) && LOCKS(1) && LOCKS(2) && LOCKS(3) && LOCKS(4) && LOCKS(5) && LOCKS(6))
-#define SOLEOWNER (SOLE(0) && SOLE(1) && SOLE(2) && SOLE(3) && SOLE(4) && SOLE(5) && SOLE(6))
-#endif
-
+/* ---- invariants: the monitor may run in any reachable state --------------------- */
 active proctype monitor() {
+    byte t, i, nw, nr, no, ot, sr, sb;
     d_step {
-        assert(MUTEX);            /* (1) */
-        assert(WORD_OK);          /* (2') and (4): no under/overflow */
-        assert(RECOVERABLE);      /* (5) */
-        assert(OWNERSHIP);        /* (6) */
-        assert(SOLEOWNER)         /* (7) */
+        /* mutual exclusion among live threads; a reader inside is counted and WRITER is
+         * clear or its owner is still draining */
+        t = 0; nw = 0; nr = 0; no = 0; ot = 0;
+        do
+        :: t == NT -> break
+        :: else ->
+           if
+           :: alive[PROC(t)] && win[t] -> nw++
+           :: else
+           fi;
+           if
+           :: alive[PROC(t)] && rin[t] ->
+              nr++;
+              assert(rc[t]);
+              assert((ctl & WB) == 0 || writing[(OWNER(ctl) + NENT - 1) % NENT] == 0)
+           :: else
+           fi;
+           if :: wown[t] -> no++; ot = t :: else fi;
+           t++
+        od;
+        assert(nw <= 1 && (nw == 0 || nr == 0));
+        /* the control word */
+        if
+        :: (ctl & WB) == 0 ->
+#ifdef SPEC_RB_CAS
+           assert(OWNER(ctl) == 0 && (ctl & (DW | RB)) == 0 && no == 0)
+#else
+           assert(OWNER(ctl) == 0 && (ctl & DW) == 0 && no == 0)
+#endif
+        :: else ->
+           assert(no == 1 && (ctl & RT) == 0 && OWNER(ctl) == slot[PROC(ot)] + 1)
+        fi;
+        /* every entry's counts are its process's contributions */
+        i = 0;
+        do
+        :: i == NENT -> break
+        :: else ->
+           if
+           :: occ[i] == 0 -> assert(readers[i] == 0 && blocked[i] == 0)
+           :: else ->
+              t = (occ[i] - 1) * NTHR; sr = 0; sb = 0; nw = 0;
+              do
+              :: t == occ[i] * NTHR -> break
+              :: else -> sr = sr + rc[t]; sb = sb + bc[t]; nw = nw + win[t]; t++
+              od;
+              assert(readers[i] == sr && blocked[i] == sb);
+              assert(!alive[occ[i] - 1] || writing[i] == nw)
+           fi;
+           i++
+        od;
+        t = 0; i = 0; nw = 0; nr = 0; no = 0; ot = 0; sr = 0; sb = 0
     }
 }
 
-/* ---- ProcessLevel.swift ---------------------------------------------------------- */
+/* ---- futexes --------------------------------------------------------------------- */
+#define WOKEN      0
+#define TIMEDOUT   1       /* deadline passed while asleep          */
+#define POLLED     2       /* periodic check: reclaim, then retry   */
+#define WOKEN_LATE 3       /* woken, but the deadline has passed     */
 
-/* Segment.transition(_:_:entry:from:to:) — one CAS bracketed by the in-flight mark. */
-inline transition(from, to, gto) {     /* CAS state: s -> n */
-    mode[slot[me]] = from | INF;
-    d_step { if :: state == s -> state = n; ok = 1; g[me] = gto :: else -> ok = 0 fi };
-    d_step { mode[slot[me]] = (ok -> to : from); s = 0; n = 0 }
-}
-
-/* Segment.wait(observed:pid:waiter:) — the futex is abstracted as "sleep until the word
- * differs from the expected value, or until the sleep slice ends"; the slice ends at the
- * deadline (returns false) or at nextCheck, when recoverIfNeeded() runs. */
-inline waitfor(s) {
-    ok = 1;
+inline futexWaitCtl(expect) {
+    d_step { if :: ctl == expect -> onCtl[me] = 1 :: else fi };
     if
-    :: dl -> ok = 0                                        /* now >= deadline       */
-    :: atomic { RECOVER_NEEDED -> inRec[me] = 1 }; inRec[me] == 0   /* recoverIfNeeded */
-#ifdef LIVE
-    :: else ->
-#else
-    :: true ->
+    :: atomic { !onCtl[me] -> wr = WOKEN; expect = 0 }
+    :: atomic { dl && onCtl[me] -> onCtl[me] = 0; wr = TIMEDOUT; expect = 0 }
+    :: atomic { onCtl[me] && POLL -> onCtl[me] = 0; wr = POLLED; expect = 0 }
+#ifdef SPURIOUS
+    :: atomic { onCtl[me] -> onCtl[me] = 0; wr = WOKEN; expect = 0 }
 #endif
-       w = s;
-#ifndef NOPARK
-       if
-       :: (w & PARKED) == 0 ->                             /* set `parked`, or retry */
-          d_step { if :: state == w -> state = w | PARKED; w = w | PARKED :: else -> w = 0 fi }
-       :: else
-       fi;
-#endif
-       if
-       :: w == 0 -> skip                                   /* CAS failed: return true */
-       :: else ->
-          if                                               /* futexWait(expected: w) */
-          :: state != w
-          :: dl
-          :: RECOVER_NEEDED
-          fi
-       fi;
-       w = 0
     fi
 }
 
-/* Segment.acquireShared (ProcessLevel.swift:32); tryOnly ≡ a deadline already passed. */
-inline acquireShared() {
-    do
-    :: s = state;
-       if
-#ifdef MUTANT_NO_PREF
-       :: (s & (EXCL | REC)) == 0 ->                         /* mutant: no writer preference */
-#else
-       :: (s & (EXCL | WT_MASK | REC)) == 0 ->
+inline futexWaitSeq() {
+    d_step { if :: seqOk[me] -> onSeq[me] = 1 :: else fi };
+    if
+    :: atomic { !onSeq[me] -> wr = WOKEN }
+    :: atomic { dl && onSeq[me] -> onSeq[me] = 0; wr = TIMEDOUT }
+    :: atomic { onSeq[me] && POLL -> onSeq[me] = 0; wr = POLLED }
+#ifdef SPURIOUS
+    :: atomic { onSeq[me] -> onSeq[me] = 0; wr = WOKEN }
 #endif
-          n = s + ONE_SH;
-          transition(IDLE, SHARED, SHARED);
-          if :: ok -> break :: else fi
-       :: else ->
-          waitfor(s);
-          if :: !ok -> break :: else fi
-       fi
-    od
+    fi;
+    if :: wr == WOKEN && dl -> if :: wr = WOKEN_LATE :: skip fi :: else fi
 }
 
-/* Segment.releaseShared (ProcessLevel.swift:46) */
-inline releaseShared() {
-    dl = 0;
-    do
-    :: s = state;
-       if
-       :: (s & REC) != 0 -> waitfor(s)
-       :: else ->
-          assert(SHC(s) != 0);                              /* precondition: underflow */
-          n = s - ONE_SH;
-          if :: SHC(n) == 0 && (n & PARKED) != 0 -> n = n & ~PARKED :: else fi;
-          transition(SHARED, IDLE, IDLE);
-          if :: ok -> break :: else fi
-       fi
-    od
+inline wakeAllCtl() {
+    d_step { j2 = 0; do :: j2 == NT -> break :: else -> onCtl[j2] = 0; j2++ od; j2 = 0 }
+}
+#define W1(a, k) :: NT > k && a[(k) % NT] -> a[(k) % NT] = 0
+inline wakeOneCtl() {
+    atomic { if W1(onCtl,0) W1(onCtl,1) W1(onCtl,2) W1(onCtl,3) W1(onCtl,4) W1(onCtl,5)
+             :: else fi }
+}
+inline wakeOneSeq() {
+    atomic { if W1(onSeq,0) W1(onSeq,1) W1(onSeq,2) W1(onSeq,3) W1(onSeq,4) W1(onSeq,5)
+             :: else fi }
+}
+inline bumpSeq() {         /* writerSeq += 1 */
+    d_step { j2 = 0; do :: j2 == NT -> break :: else -> seqOk[j2] = 0; j2++ od; j2 = 0 }
+}
+inline wakeDrainer() {
+#ifdef DRAIN_WAKE_ONE
+    wakeOneCtl()
+#else
+    wakeAllCtl()           /* or a bitset wake that only the drainer's wait matches */
+#endif
 }
 
-/* Segment.take(_:from:entry:) (ProcessLevel.swift:100).  The CAS also checks the
- * returned `died` against the ghost (assertion (3)). */
-inline take(from) {
-    n = (s | EXCL) & ~OD;
-    if :: from == WAITING -> assert(WTC(s) > 0); n = n - ONE_WT :: else fi;
-    mode[slot[me]] = from | INF;
+/* ---- wake rules ------------------------------------------------------------------ */
+/* after this entry's readers count reached 0: if DRAIN_WAIT, CAS-clear it, wake */
+inline drainWakeRule() {
+#ifdef MUTANT_NO_DRAIN_WAIT
+    wakeAllCtl()
+#else
+    d_step { if :: (ctl & DW) != 0 -> ctl = ctl & ~DW; cl = 1 :: else -> cl = 0 fi };
+    if :: cl -> cl = 0; wakeDrainer() :: else fi
+#endif
+}
+/* after blocked -= 1: if ctl has READ_TURN and writerSleepers > 0, bump + wake one */
+inline writerWakeRule() {
+    c = ctl;
+    if
+    :: (c & WB) == 0 && (c & TURN) != 0 && ws > 0 -> c = 0; bumpSeq(); wakeOneSeq()
+    :: else -> c = 0
+    fi
+}
+/* end of a write phase (release, withdrawal, reclaim), after the CAS returned old c */
+inline phaseEndWakes() {
+    if :: (c & RB) != 0 -> c = 0; wakeAllCtl() :: else -> c = 0 fi;
+    if :: ws > 0 -> bumpSeq(); wakeOneSeq() :: else fi
+}
+#ifdef MUTANT_NO_READ_TURN
+#define ENDPHASE(c) (((c) & ~(WB | OWNM | DW | RB)))
+#else
+#define ENDPHASE(c) (((c) & RB) != 0 -> (((c) & ~(WB | OWNM | DW | RB)) | RT) \
+                                      : ((c) & ~(WB | OWNM | DW)))
+#endif
+
+/* ---- reclaim: entry i is locked by us (its previous owner is dead) ---------------- */
+#define G_RC 0
+#define G_BC 1
+#define G_WOWN 2
+inline clearGhosts(i, which) {   /* the dead owner's contributions stop counting */
+    if
+    :: occ[i] != 0 ->
+       assert(!alive[occ[i] - 1]);                  /* never reclaim a live entry */
+       j2 = (occ[i] - 1) * NTHR;
+       do
+       :: j2 == occ[i] * NTHR -> break
+       :: else ->
+          if
+          :: which == G_RC -> rc[j2] = 0
+          :: which == G_BC -> bc[j2] = 0
+          :: which == G_WOWN -> wown[j2] = 0
+          fi;
+          j2++
+       od;
+       j2 = 0
+    :: else
+    fi
+}
+inline reclaimEntry(i) {
+    d_step { cl = (readers[i] != 0); clearGhosts(i, G_RC); readers[i] = 0 };
+#ifndef RECLAIM_NO_WAKE
+    if :: cl -> drainWakeRule() :: else fi;
+#endif
+    d_step { cl = (blocked[i] != 0); clearGhosts(i, G_BC); blocked[i] = 0 };
+#ifndef RECLAIM_NO_WAKE
+    if :: cl -> cl = 0; writerWakeRule() :: else fi;
+#endif
+    /* if OWNER names the entry: end the write phase like a release (+ OWNER_DIED) */
     d_step {
+        c = ctl;
         if
-        :: state == s -> state = n; ok = 1; g[me] = EXCLUSIVE;
-           assert(((s & OD) != 0) == odPending);            /* (3) ownerDied reported */
-           odPending = 0
-        :: else -> ok = 0
+        :: (c & WB) != 0 && OWNER(c) == i + 1 ->
+           ctl = ENDPHASE(c);
+           if :: writing[i] -> ctl = ctl | OD :: else fi;
+           clearGhosts(i, G_WOWN); cl = 1
+        :: else -> cl = 0
         fi
     };
-    d_step { mode[slot[me]] = (ok -> EXCLUSIVE : from); s = 0; n = 0 }
+    if :: cl -> cl = 0; phaseEndWakes() :: else fi;
+#ifndef SPEC_STALE_WRITING
+    writing[i] = 0;
+#endif
+    c = 0
 }
-
-/* Segment.withdrawWaiting (ProcessLevel.swift:108) */
-inline withdraw() {
-    dl = 0;
+/* the waiters' periodic check */
+inline reclaimScan() {
+    j = 0;
     do
-    :: s = state;
+    :: j == NENT -> break
+    :: else ->
+#ifdef MUTANT_RECLAIM_NOLOCK
        if
-       :: (s & REC) != 0 -> waitfor(s)
-       :: else ->
-          assert(WTC(s) > 0);                                /* no underflow */
-          n = s - ONE_WT;
-          if :: WTC(n) == 0 && (n & PARKED) != 0 -> n = n & ~PARKED :: else fi;
-          transition(WAITING, IDLE, IDLE);
-          if :: ok -> break :: else fi
-       fi
-    od
+       :: DEADBUSY(j) -> reclaimEntry(j)            /* F_OFD_GETLK only */
+       :: else
+       fi;
+#else
+       d_step { if :: DEADBUSY(j) -> lk[j] = p + 1; got = 1 :: else -> got = 0 fi };
+       if :: got -> reclaimEntry(j); d_step { lk[j] = 0; got = 0 } :: else fi;
+#endif
+       j++
+    od;
+    j = 0
 }
 
-/* Segment.acquireExclusive (ProcessLevel.swift:67) */
-inline acquireExclusive() {
-    if
-    :: tryOnly ->
-       do
-       :: s = state;
-          if
-          :: (s & (EXCL | SH_MASK | REC)) != 0 -> ok = 0; break
-          :: else -> take(IDLE); if :: ok -> break :: else fi
-          fi
-       od
+/* ---- registration: take a free byte lock, reclaim, claim, raise highWater -------- */
+inline register() {
+    j = 0;
+    do
+    :: j == NENT -> break
     :: else ->
-       do                                                   /* announce */
-       :: s = state;
-          if
-          :: (s & REC) != 0 -> waitfor(s); if :: !ok -> goto xdone :: else fi
-          :: else ->
-             assert(WTC(s) < 7);
-             n = s + ONE_WT;
-             transition(IDLE, WAITING, WAITING);
-             if :: ok -> break :: else fi
-          fi
-       od;
-       do                                                   /* wait for the lock */
-       :: s = state;
-          if
-          :: (s & (EXCL | SH_MASK | REC)) == 0 ->
-             take(WAITING); if :: ok -> break :: else fi
-          :: else ->
-             waitfor(s);
-             if :: !ok -> withdraw(); ok = 0; break :: else fi
-          fi
-       od;
-xdone: skip
+#ifdef REGISTER_CHECK_FIRST
+       d_step { cl = (readers[j] == 0 && blocked[j] == 0 && OWNER(ctl) != j + 1) };
+#endif
+       if                                             /* any free entry, in any order */
+       :: d_step { lk[j] == 0 -> lk[j] = p + 1; got = 1 }; break
+       :: j++
+       fi
+    od;
+    if
+    :: got ->
+#ifdef REGISTER_CHECK_FIRST
+       if :: !cl -> reclaimEntry(j) :: else fi;
+#else
+       reclaimEntry(j);
+#endif
+       d_step { slot[p] = j; occ[j] = p + 1; e = j; cl = 0 };
+       d_step { if :: highWater < j + 1 -> highWater = j + 1 :: else fi; j = 0 }
+    :: else
     fi
 }
 
-/* Segment.releaseExclusive (ProcessLevel.swift:125) */
-inline releaseExclusive() {
-    dl = 0;
+/* ---- scans (entries 0..<highWater; entries whose byte lock is free are dead) ------ */
+/* ATOMIC_SCAN: a scan is one step (fewer states; equivalent for the drain: while WRITER
+ * is set, the count of a reader that is inside cannot reach 0 before its release, and a
+ * reader that increments later backs off).  Default: one step per entry. */
+#ifdef ATOMIC_SCAN
+#define SCAN_BEGIN d_step {
+#define SCAN_END   }
+#define SCAN_ENTRY(cond) if :: cond -> busy = 1 :: else fi; j++
+#else
+#define SCAN_BEGIN
+#define SCAN_END
+#define SCAN_ENTRY(cond) d_step { if :: cond -> busy = 1 :: else fi; j++ }
+#endif
+inline scanReaders() {
+    SCAN_BEGIN
+    busy = 0; j = 0;
     do
-    :: s = state;
-       if
-       :: (s & REC) != 0 -> waitfor(s)
-       :: else ->
-          assert((s & EXCL) != 0);                           /* precondition */
-          n = s & ~(EXCL | PARKED);
-          transition(EXCLUSIVE, IDLE, IDLE);
-          if :: ok -> break :: else fi
-       fi
-    od
+    :: j >= highWater -> break
+    :: else -> SCAN_ENTRY(readers[j] != 0 && lk[j] != 0)
+    od;
+    j = 0
+    SCAN_END
+}
+inline scanBlocked() {
+    SCAN_BEGIN
+    busy = 0; j = 0;
+    do
+    :: j >= highWater -> break
+    :: else -> SCAN_ENTRY(blocked[j] != 0 && lk[j] != 0)
+    od;
+    j = 0
+    SCAN_END
+}
+/* may this writer set WRITER?  c = the loaded ctl; result in ok */
+inline writerMay() {
+    c = ctl;
+    if
+    :: (c & WB) != 0 -> ok = 0
+    :: (c & WB) == 0 && (c & TURN) == 0 -> ok = 1
+    :: (c & WB) == 0 && (c & TURN) != 0 -> scanBlocked(); ok = !busy; busy = 0
+    fi
 }
 
-/* Segment.register (new): try-lock the slot's byte, and only then read its mode.
- *
- * The default is the safe order: with the byte lock held nobody else can claim the slot,
- * and a dead slot's mode only goes from non-idle to idle (recovery), so the mode read
- * under the lock is final; a non-idle slot is unlocked again and skipped (while we hold
- * its lock, recovery counts the dead contribution as live: it stays in the word and in
- * the entry, and is reclaimed by a later recovery).
- *
- * REGISTER_CHECK_FIRST models the order first specified ("skip if mode != idle; skip if
- * locked; try-lock"): the two checks and the try-lock are three separate instants, and a
- * live owner that was idle at the first check can take the lock and die before the
- * try-lock; the new process then owns a slot that still carries the dead contribution
- * (and the recovery's late "mark idle" store may hit its own contribution). */
-inline register() {
-    i = 0;
-    do
-    :: i == NENT -> break
-    :: i < NENT ->
-#ifdef REGISTER_CHECK_FIRST
-       if
-       :: mode[i] != IDLE -> i++                        /* skip a busy entry        */
-       :: else ->
+/* ---- shared ---------------------------------------------------------------------- */
+/* one attempt: readers += 1; load ctl; inside iff WRITER clear (else back off) */
+inline tryEnter() {
+#ifdef MUTANT_CHECK_FIRST
+    c = ctl;
+    if
+    :: (c & WB) == 0 -> d_step { readers[e]++; rc[me] = 1; rin[me] = 1; ok = 1 }
+    :: else -> ok = 0
+    fi
+#else
+    d_step { readers[e]++; rc[me] = 1 };
+    d_step { ok = ((ctl & WB) == 0); if :: ok -> rin[me] = 1 :: else fi };
+    if
+    :: !ok ->                                         /* back off */
+       d_step { readers[e]--; rc[me] = 0; cl = (readers[e] == 0) };
+       if :: cl -> cl = 0; drainWakeRule() :: else fi
+    :: else
+    fi
+#endif
+}
+
+inline acquireShared() {
+    WANT(1);
+    tryEnter();
+    if
+    :: ok || tryf -> skip
+    :: else ->
+       d_step { blocked[e]++; bc[me] = 1 };
+       do
+       :: c = ctl;
           if
-          :: LIVE_SLOT(i) -> i++                         /* skip a live one         */
-          :: else ->
-             d_step { if :: lk[i] == 0 -> lk[i] = me+1; ok = 1 :: else -> ok = 0 fi };
-             if :: ok -> break :: else -> i++ fi
+          :: (c & WB) == 0 ->
+             tryEnter();
+             if
+             :: ok -> d_step { blocked[e]--; bc[me] = 0 }; writerWakeRule(); break
+#ifdef SPEC_RB_CAS
+             :: else -> goto rnext                    /* load ctl again */
+#else
+             :: else -> c = WB                        /* saw WRITER: claim the turn */
+#endif
+             fi
+          :: else
+          fi;
+          /* WRITER was set: make sure READERS_BLOCKED is, then sleep */
+          if
+          :: (c & RB) == 0 ->
+#ifdef SPEC_RB_CAS
+             d_step { if :: ctl == c -> ctl = c | RB; c = c | RB; cl = 1 :: else -> cl = 0 fi }
+#else
+             /* fetch_or: cannot fail.  If the phase has ended meanwhile (old WRITER
+              * clear), READERS_BLOCKED now acts as READ_TURN: retry, do not sleep. */
+             d_step { c = ctl; ctl = ctl | RB; cl = ((c & WB) != 0); c = c | RB }
+#endif
+          :: else -> cl = 1
+          fi;
+          if
+          :: cl ->
+             cl = 0;
+             futexWaitCtl(c);
+             if
+             :: wr == TIMEDOUT ->                 /* timed out: withdraw */
+                d_step { blocked[e]--; bc[me] = 0; wr = 0 }; writerWakeRule(); break
+             :: wr == POLLED -> wr = 0; reclaimScan()
+             :: else
+             fi
+          :: else -> c = 0
+          fi;
+rnext:    skip
+       od
+    fi;
+    WANT(0)
+}
+
+inline releaseShared() {
+    d_step { rin[me] = 0; readers[e]--; rc[me] = 0; cl = (readers[e] == 0) };
+    if :: cl -> cl = 0; drainWakeRule() :: else fi
+}
+
+/* ---- exclusive ------------------------------------------------------------------- */
+inline acquireExclusive() {
+    WANT(1);
+    do                                                   /* set WRITER */
+    :: seqOk[me] = 1;                                    /* seq = writerSeq */
+#ifdef MUTANT_SCAN_FIRST
+       scanReaders(); if :: busy -> busy = 0; goto xnext :: else fi;   /* spin */
+#endif
+       writerMay();
+       if
+       :: ok ->
+          d_step {
+              if
+              :: ctl == c ->
+#ifdef SPEC_OD_AT_CAS
+                 ctl = (c & ~(OD | TURN)) | WB | (e + 1) * OWN1;
+                 rep = c & OD;
+                 assert((rep != 0) == odPending);       /* OWNER_DIED reported exactly */
+#else
+                 ctl = (c & ~TURN) | WB | (e + 1) * OWN1;
+#endif
+                 wown[me] = 1; c = 0
+              :: else -> ok = 0; c = 0
+              fi
+          };
+          if :: ok -> break :: else fi
+       :: else ->
+          if :: tryf -> goto xdone :: else fi;
+          ws++;
+#ifndef MUTANT_NO_RECHECK
+          writerMay();
+          if :: ok -> ws--; ok = 0; goto xnext :: else fi;
+#endif
+          futexWaitSeq();
+          ws--;
+          if
+          :: wr == TIMEDOUT -> wr = 0; goto xdone
+          :: wr == WOKEN_LATE ->                        /* pass the wake on */
+             wr = 0;
+#ifndef MUTANT_NO_PASS_ON
+             if :: ws > 0 -> bumpSeq(); wakeOneSeq() :: else fi;
+#endif
+             goto xdone
+          :: wr == POLLED -> wr = 0; reclaimScan()
+          :: else
+          fi
+       fi;
+xnext: skip
+    od;
+#ifdef MUTANT_SCAN_FIRST
+    goto xhold;
+#endif
+    do                                                   /* drain */
+    :: scanReaders();
+       if
+       :: !busy -> break
+       :: else ->
+#ifdef MUTANT_NO_DRAIN_WAIT
+          c = ctl;
+#else
+          d_step { ctl = ctl | DW; c = ctl };
+#ifndef MUTANT_NO_RESCAN
+          scanReaders();
+          if :: !busy -> break :: else fi;
+#endif
+#endif
+          futexWaitCtl(c);
+          if
+          :: wr == TIMEDOUT ->                          /* withdraw like a release */
+             d_step {
+                 c = ctl; ctl = ENDPHASE(c);
+#ifdef SPEC_OD_AT_CAS
+                 ctl = ctl | rep;                        /* restore OWNER_DIED */
+#endif
+                 wown[me] = 0; wr = 0
+             };
+             phaseEndWakes();
+             ok = 0; goto xdone
+          :: wr == POLLED -> wr = 0; reclaimScan()
+          :: else
           fi
        fi
-#else
-       d_step { if :: lk[i] == 0 -> lk[i] = me+1; ok = 1 :: else -> ok = 0 fi };   /* F_OFD_SETLK */
-       if
-       :: !ok -> i++
-       :: ok && mode[i] != IDLE -> lk[i] = 0; ok = 0; i++ /* dead, not reclaimed yet: unlock */
-       :: ok && mode[i] == IDLE -> break
-       fi
-#endif
     od;
-    if
-    :: ok ->
-       d_step { epoch[i]++; assert(epoch[i] <= EPOCH_BOUND); slot[me] = i };  /* the slot is ours */
-#ifdef MUTANT_PID_LIVENESS
-       owner[i] = pidof[me];                                 /* informational owner/startTime */
+#ifdef MUTANT_SCAN_FIRST
+xhold:
 #endif
-       skip
-    :: else                                                /* table full: holderTableFull */
-    fi;
-    i = 0; ok = 0
+    busy = 0;
+    d_step { writing[e] = 1; win[me] = 1 };             /* holding */
+#ifdef SPEC_OD_AT_CAS
+    odPending = 0;                                       /* reported with the acquire */
+#else
+    d_step {                                             /* fetch_and(~OWNER_DIED) */
+        assert(((ctl & OD) != 0) == odPending);          /* OWNER_DIED reported exactly */
+        ctl = ctl & ~OD;
+        odPending = 0
+    };
+#endif
+    ok = 1;
+xdone:
+    WANT(0)
 }
 
-/* Segment.unregister: only while idle (it is, between operations): clear owner, unlock. */
-inline unregister() {
-#ifdef MUTANT_PID_LIVENESS
-    owner[slot[me]] = 0;
-#endif
-    d_step { lk[slot[me]] = 0; slot[me] = NOSLOT }
+inline releaseExclusive() {
+    d_step { writing[e] = 0; win[me] = 0 };
+    d_step { c = ctl; ctl = ENDPHASE(c); wown[me] = 0 };
+    phaseEndWakes()
 }
 
-proctype Proc(byte me) {
-    int s, n, w;
-    byte i;
-    bool ok, dl, tryOnly;
-#ifdef UNREG
-    bool again;
+proctype Thr(byte p; byte k) {
+    byte me, c, e, j, j2, wr, rep;
+#ifdef NOPS
+    byte nops;
 #endif
+    bit ok, dl, tryf, busy, cl, got;
     {
+        d_step { me = p * NTHR + k; e = slot[p] };
         if
-        :: slot[me] == NOSLOT ->                             /* a new process */
-           register(); if :: slot[me] == NOSLOT -> goto gone :: else fi
+        :: e == NOSLOT -> register(); if :: !got -> goto gone :: else -> got = 0 fi
         :: else
         fi;
 end:    do
-#ifdef NWRITERS
-        :: me < NWRITERS ->                                  /* blocking writers */
-           dl = 0; tryOnly = 0;
-           acquireExclusive();
-           if :: ok -> progress_x: releaseExclusive() :: else fi;
-           atomic { s = 0; n = 0; ok = 0 }
-        :: me >= NWRITERS ->                                 /* readers */
-           if :: dl = 0 :: dl = 1 fi;
-           acquireShared();
-           if :: ok -> releaseShared() :: else fi;
-           atomic { s = 0; n = 0; ok = 0; dl = 0 }
-#else
-        :: if :: dl = 0 :: dl = 1 fi;                      /* shared: blocking or deadline */
-           acquireShared();
-           if :: ok -> progress_s: releaseShared() :: else fi;
-           atomic { s = 0; n = 0; ok = 0; dl = 0 }
-        :: if                                                /* exclusive: try, blocking, deadline */
-           :: tryOnly = 1; dl = 0
-           :: tryOnly = 0; dl = 0
-           :: tryOnly = 0; dl = 1
-           fi;
-           acquireExclusive();
-           if :: ok -> progress_x: releaseExclusive() :: else fi;
-           atomic { s = 0; n = 0; ok = 0; dl = 0; tryOnly = 0 }
+        ::
+#ifdef NOPS
+           if :: nops == NOPS -> break :: else -> nops++ fi;
 #endif
-#ifdef UNREG
-        :: !again ->                                         /* close the last handle */
-           unregister();
            if
-           :: again = 1; register(); if :: slot[me] == NOSLOT -> goto gone :: else fi
-           :: goto gone
+#ifdef NWRITERS
+           :: p < NWRITERS ->
+#else
+           :: true ->
+#endif
+#if FORMS
+              if :: skip :: dl = 1 :: dl = 1; tryf = 1 fi;
+#endif
+              acquireExclusive();
+              if :: ok -> releaseExclusive() :: else fi;
+              d_step { c = 0; ok = 0; dl = 0; tryf = 0; wr = 0; rep = 0 }
+#ifdef NWRITERS
+           :: p >= NWRITERS ->
+#else
+           :: true ->
+#endif
+#if FORMS
+              if :: skip :: dl = 1 :: dl = 1; tryf = 1 fi;
+#endif
+              acquireShared();
+              if :: ok -> releaseShared() :: else fi;
+              d_step { c = 0; ok = 0; dl = 0; tryf = 0; wr = 0 }
            fi
-#endif
-#ifdef ONESHOT
-        ; break                                              /* one operation per process */
-#endif
         od
-    } unless { !alive[me] };                                 /* kill -9 */
+    } unless { !alive[p] };                               /* kill -9 */
 gone: skip
 }
 
-/* ---- Recovery.swift: recover() run on the thread of `me` that called
- * recoverIfNeeded() from wait(); Proc(me) blocks on inRec[me] meanwhile. ---------- */
-proctype Recovery(byte me) {
-    int s, n;
-    byte i, sh, wt, seen, deadents;
-    bool ex;
-    {
-end:    do
-        :: inRec[me] ->
-           /* 1. claim the recoverer word (load + CAS loop; a failed CAS only re-reads, so
-            *    the loop is one step).  The liveness reads are in the same step: split,
-            *    they can only err towards "alive" for a moment (a live recoverer keeps
-            *    its lock and epoch; a re-registration locks before bumping), which makes
-            *    this call return false and the waiter retry at its next check. */
-           d_step {
-               if
-               :: recS != 0 && ISME -> ex = 0                 /* another thread of mine */
-               :: recS != 0 && !ISME && RALIVE -> ex = 0      /* a live recoverer       */
-               :: else -> recS = slot[me] + 1; recE = epoch[slot[me]]; ex = 1
-               fi
-           };
-           if :: !ex -> goto done :: else -> ex = 0 fi;
-           /* 2. freeze (a CAS loop that sets `recovering`: a fetch-or) */
-           d_step { state = state | REC; s = state };
-           /* 3. settle: per entry, wait while it is in flight and its byte is locked */
-           i = 0;
-           do
-           :: i == NENT -> break
-           :: i < NENT ->
-              if
-              :: ((mode[i] & INF) == 0 || !LIVE_SLOT(i)) -> i++
-#ifdef MUTANT_NO_SETTLE
-              :: else -> i++                                  /* mutant: does not wait */
-#endif
-#ifdef SETTLE_TIMEOUT
-              :: ((mode[i] & INF) != 0 && LIVE_SLOT(i)) ->   /* settleDeadline */
-                 state = state & ~REC;                         /* bitwiseAnd */
-                 d_step { recS = 0; recE = 0 };
-                 goto done
-#endif
-              fi
-           od;
-           /* 4. recount from the entries whose byte is locked, one entry per step (a
-            *    lock query and a mode load: while frozen, a live entry's mode & MODEMASK
-            *    and a dead entry's whole mode cannot change, so their order does not
-            *    matter); `seen` remembers which slots were judged live, for the ghost
-            *    check at publish.
-            *    Unless SPEC_RECOUNT, the recount waits (again) while the entry is in
-            *    flight and locked: after the settle step passed a dead in-flight entry
-            *    (unlocked), a registrant may try-lock it before the recount reads it
-            *    (and unlock it again: not idle); its in-flight mode is not what the dead
-            *    process contributes, so counting it as live corrupts the word. */
-           i = 0;
-           do
-           :: i == NENT -> break
-           :: i < NENT ->
-              if
-              :: d_step {
-#ifndef SPEC_RECOUNT
-                  ((mode[i] & INF) == 0 || !LIVE_SLOT(i));
-#endif
-                  if
-                  :: LIVE_SLOT(i) ->
-                     seen = seen | (1 << i);
-                     if
-                     :: (mode[i] & MODEMASK) == SHARED -> sh++
-                     :: (mode[i] & MODEMASK) == WAITING -> wt++
-                     :: (mode[i] & MODEMASK) == EXCLUSIVE -> ex = 1
-                     :: else
-                     fi
-                  :: else ->
-                     if :: mode[i] != IDLE -> deadents = deadents | (1 << i) :: else fi
-                  fi;
-                  i++
-                 }
-#if defined(SETTLE_TIMEOUT) && !defined(SPEC_RECOUNT)
-              :: ((mode[i] & INF) != 0 && LIVE_SLOT(i)) ->   /* settleDeadline */
-                 state = state & ~REC;
-                 d_step { recS = 0; recE = 0 };
-                 goto done
-#endif
-              fi
-           od;
-           i = 0;
-#ifndef FIX_PUBLISH_FIRST
-           /* OLD_RECOVERY: mark the dead entries idle before publishing */
-           do
-           :: i == NENT -> break
-           :: i < NENT && (deadents & (1 << i)) == 0 -> i++
-           :: i < NENT && (deadents & (1 << i)) != 0 -> mode[i] = IDLE; i++
-           od;
-           i = 0;
-#endif
-           /* publish */
-           d_step {
-               n = sh * ONE_SH + wt * ONE_WT;
-               if :: ex -> n = n | EXCL :: else fi;
-               if :: ((s & EXCL) != 0 && !ex) || (s & OD) != 0 -> n = n | OD :: else fi;
-               /* (2) the new word counts exactly the contributions in the slots it saw
-                *     locked; the others are wiped */
-               i = 0; sh = 0; wt = 0; ex = 0;
-               do
-               :: i == NPID -> break
-               :: i < NPID ->
-                  if
-                  :: g[i] == IDLE -> skip
-                  :: g[i] != IDLE && slot[i] != NOSLOT && (seen & (1 << slot[i])) != 0 ->
-                     sh = sh + (g[i] == SHARED); wt = wt + (g[i] == WAITING);
-                     ex = ex || (g[i] == EXCLUSIVE)
-                  :: else ->
-                     assert(!alive[i]);                          /* a live share wiped */
-                     /* (3) a dead exclusive holder's share reclaimed => ownerDied */
-                     assert(g[i] != EXCLUSIVE || (n & OD) != 0);
-                     g[i] = IDLE
-                  fi;
-                  i++
-               od;
-               assert(SHC(n) == sh && WTC(n) == wt && ((n & EXCL) != 0) == ex);
-               state = n
-           };
-           i = 0;
-#ifdef FIX_PUBLISH_FIRST
-           /* then mark every entry counted as dead idle, one store each */
-           do
-           :: i == NENT -> break
-           :: i < NENT && (deadents & (1 << i)) == 0 -> i++
-           :: i < NENT && (deadents & (1 << i)) != 0 -> mode[i] = IDLE; i++
-           od;
-#endif
-           atomic { recS = 0; recE = 0 };                         /* clear the recoverer word */
-done:      skip;
-           d_step { inRec[me] = 0; s = 0; n = 0; i = 0;
-                    sh = 0; wt = 0; seen = 0; deadents = 0; ex = 0 }
-        od
-    } unless { !alive[me] }
-}
-
-#define KILLABLE(k) (NPID > k && alive[(k) % NPID])
-/* kill -9 at any step of any process; a new process may start in a dead one's place */
+#define KILLABLE(q) (NPID > q && alive[(q) % NPID])
 active proctype Killer() {
-    byte p, i;
+    byte q, i, t;
 end: do
-    :: ndead < MAXKILL ->
+    :: ndead < MAXKILL + NPRE ->
        atomic {
 #ifdef KILLONLY
-           p = KILLONLY;                                     /* only this process may die */
+           q = KILLONLY;
 #else
            if
-           :: KILLABLE(0) -> p = 0
-           :: KILLABLE(1) -> p = 1
-           :: KILLABLE(2) -> p = 2
-           :: KILLABLE(3) -> p = 3
-           :: KILLABLE(4) -> p = 4
-           :: KILLABLE(5) -> p = 5
-           :: KILLABLE(6) -> p = 6
-           :: else -> p = NOSLOT                             /* nobody left to kill */
+           :: KILLABLE(0) -> q = 0
+           :: KILLABLE(1) -> q = 1
+           :: KILLABLE(2) -> q = 2
+           :: KILLABLE(3) -> q = 3
+           :: KILLABLE(4) -> q = 4
+           :: else -> q = NOSLOT
            fi;
 #endif
            if
-           :: p != NOSLOT && alive[p] ->
+           :: q != NOSLOT && alive[q] ->
               d_step {
-                  alive[p] = 0; ndead++;                       /* and its locks vanish */
+                  alive[q] = 0; ndead++;                 /* its locks vanish with it */
                   i = 0;
                   do
                   :: i == NENT -> break
-                  :: i < NENT -> if :: lk[i] == p+1 -> lk[i] = 0 :: else fi; i++
+                  :: else -> if :: lk[i] == q + 1 -> lk[i] = 0 :: else fi; i++
                   od;
-                  if :: g[p] == EXCLUSIVE -> odPending = 1 :: else fi;
-                  i = 0
+                  t = q * NTHR;
+                  do
+                  :: t == (q + 1) * NTHR -> break
+                  :: else ->
+                     onCtl[t] = 0; onSeq[t] = 0;          /* its threads leave the queues */
+                     if :: win[t] -> odPending = 1 :: else fi;
+                     t++
+                  od;
+                  i = 0; t = 0
               }
            :: else
            fi;
-           p = 0
+           q = 0
        }
     :: nrestart < MAXRESTART && ndead > nrestart ->
-       atomic {                                              /* a new process starts */
-           p = NINIT + nrestart; nrestart++;
-           alive[p] = 1; slot[p] = NOSLOT;
-#ifdef MUTANT_PID_LIVENESS
-           /* it gets the pid of some dead process (another pid namespace) */
-           if
-           :: NINIT > 0 && !alive[0] -> pidof[p] = pidof[0]
-           :: NINIT > 1 && !alive[1 % NPID] -> pidof[p] = pidof[1 % NPID]
-           :: NINIT > 2 && !alive[2 % NPID] -> pidof[p] = pidof[2 % NPID]
-           :: NINIT > 3 && !alive[3 % NPID] -> pidof[p] = pidof[3 % NPID]
-           :: NINIT > 4 && !alive[4 % NPID] -> pidof[p] = pidof[4 % NPID]
-           fi;
-#endif
-           run Proc(p); run Recovery(p);
-           p = 0
+       atomic {                                          /* a new process starts */
+           q = NINIT + nrestart; nrestart++;
+           alive[q] = 1; slot[q] = NOSLOT;
+           run Thr(q, 0);
+           q = 0
        }
-    :: ndead >= MAXKILL && (nrestart >= MAXRESTART || nrestart >= ndead) -> break
+    :: ndead >= MAXKILL + NPRE && (nrestart >= MAXRESTART || nrestart >= ndead) -> break
     od
 }
 
 init {
-    byte p;
+    byte q, k;
     atomic {
-        for (p : 0 .. NPROC-1) { alive[p] = 1; slot[p] = p; lk[p] = p+1; epoch[p] = 1 };
-        for (p : NINIT .. NPID-1) { slot[p] = NOSLOT };
-#ifdef MUTANT_PID_LIVENESS
-        for (p : 0 .. NPID-1) { pidof[p] = p+1 };
-        for (p : 0 .. NPROC-1) { owner[p] = p+1 };
-#endif
+        for (q : 0 .. NPROC - 1) { alive[q] = 1; slot[q] = q; lk[q] = q + 1; occ[q] = q + 1 };
+        for (q : NINIT .. NPID - 1) { slot[q] = NOSLOT };
+        highWater = NINIT;
 #ifdef PREDEAD
-        /* process NPROC died at any point of holding, or mid-transition */
-        slot[NPROC] = NPROC; epoch[NPROC] = 1;
-#ifdef MUTANT_PID_LIVENESS
-        owner[NPROC] = NPROC+1;
-#endif
-#ifdef PDV      /* PDV=0: only "died holding shared", PDV=1: only "died holding exclusive" */
+        /* process NPROC died before the start (its entry's byte lock is free) */
+        q = NPROC; slot[q] = q; occ[q] = q + 1; ndead = 1; k = q * NTHR;
+#ifndef PDV
         if
-        :: PDV == 0 -> mode[NPROC] = SHARED;    g[NPROC] = SHARED;    state = ONE_SH
-        :: PDV == 1 -> mode[NPROC] = EXCLUSIVE; g[NPROC] = EXCLUSIVE; state = EXCL; odPending = 1
+        :: readers[q] = 1; rc[k] = 1                              /* holding shared     */
+        :: blocked[q] = 1; bc[k] = 1; ctl = RT                    /* blocked, READ_TURN */
+        :: ctl = WB | (q + 1) * OWN1; wown[k] = 1                 /* draining           */
+        :: ctl = WB | (q + 1) * OWN1 | DW; wown[k] = 1            /* draining, asleep   */
+        :: ctl = WB | (q + 1) * OWN1; wown[k] = 1; writing[q] = 1; win[k] = 1;
+           odPending = 1                                          /* holding exclusive  */
+        :: ctl = WB | (q + 1) * OWN1 | RB; wown[k] = 1; writing[q] = 1; win[k] = 1;
+           odPending = 1                           /* holding, a reader timed out blocked */
         fi;
 #else
         if
-        :: mode[NPROC] = SHARED;          g[NPROC] = SHARED;    state = ONE_SH
-        :: mode[NPROC] = IDLE | INF;      g[NPROC] = SHARED;    state = ONE_SH   /* CAS landed */
-        :: mode[NPROC] = SHARED | INF;    g[NPROC] = SHARED;    state = ONE_SH   /* release CAS not yet */
-        :: mode[NPROC] = EXCLUSIVE;       g[NPROC] = EXCLUSIVE; state = EXCL; odPending = 1
-        :: mode[NPROC] = WAITING | INF;   g[NPROC] = EXCLUSIVE; state = EXCL; odPending = 1
-        :: mode[NPROC] = WAITING;         g[NPROC] = WAITING;   state = ONE_WT
-        :: mode[NPROC] = IDLE | INF;      g[NPROC] = WAITING;   state = ONE_WT
-        :: mode[NPROC] = IDLE | INF;      g[NPROC] = IDLE;      state = 0        /* CAS not landed */
-        :: mode[NPROC] = SHARED | INF;    g[NPROC] = IDLE;      state = 0        /* release landed */
+        :: PDV == 0 -> readers[q] = 1; rc[k] = 1
+        :: PDV == 1 -> ctl = WB | (q + 1) * OWN1; wown[k] = 1; writing[q] = 1; win[k] = 1;
+                       odPending = 1
+        :: PDV == 2 -> ctl = WB | (q + 1) * OWN1; wown[k] = 1
+        :: PDV == 3 -> blocked[q] = 1; bc[k] = 1; ctl = RT
         fi;
 #endif
-#ifdef REGISTER
-        /* process NPROC+1 died idle in entry NPROC-1; process NPROC-1 starts unregistered */
-        slot[NPROC+1] = NPROC-1; slot[NPROC-1] = NOSLOT; lk[NPROC-1] = 0;
-#ifdef MUTANT_PID_LIVENESS
-        owner[NPROC-1] = NPROC+2;
 #endif
-#endif
-#endif
-        for (p : 0 .. NPROC-1) { run Proc(p); run Recovery(p) }
+        for (q : 0 .. NPROC - 1) {
+            for (k : 0 .. NTHR - 1) { run Thr(q, k) }
+        }
     }
 }
 
 #ifdef LIVE
-/* A waiting writer that stays alive eventually holds the lock. */
-ltl writer_progress { [] ((g[0] == WAITING) -> <> (g[0] == EXCLUSIVE || !alive[0])) }
+/* thread 0 (a writer) and the first thread of the last initial process (a reader) */
+#define TW 0
+#define TR ((NPROC - 1) * NTHR)
+ltl writer_progress { [] (want[TW] -> <> (!want[TW] || !alive[PROC(TW)])) }
+ltl reader_progress { [] (want[TR] -> <> (!want[TR] || !alive[PROC(TR)])) }
 #endif
