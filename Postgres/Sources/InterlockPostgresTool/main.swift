@@ -1,0 +1,3 @@
+import InterlockPostgres
+import Interlock
+print("x")
