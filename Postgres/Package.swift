@@ -40,6 +40,7 @@ let package = Package(
                 "InterlockPostgres",
                 .product(name: "Interlock", package: "Interlock"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -48,6 +49,7 @@ let package = Package(
             dependencies: [
                 "InterlockPostgres",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

@@ -357,8 +357,15 @@ final class LockCore: Sendable {
         if let old { await old.close() }
         let timeout = deadline.map { ContinuousClock.now.duration(to: $0) }
         if let timeout, timeout <= .zero { throw PostgresLockError.timedOut }
-        let session = try await Session.open(configuration: configuration, options: options, connectTimeout: timeout) { [weak self] session in
-            self?.sessionLost(session)
+        let session: Session
+        do {
+            session = try await Session.open(configuration: configuration, options: options, connectTimeout: timeout) { [weak self] session in
+                self?.sessionLost(session)
+            }
+        } catch let error as PostgresLockError {
+            // A connect cut short by the caller's deadline is that deadline's timeout.
+            if case .connectionFailed = error, let deadline, deadline <= .now { throw PostgresLockError.timedOut }
+            throw error
         }
         let closed = state.withLock { state in
             if state.closed { return true }
@@ -518,6 +525,9 @@ final class LockCore: Sendable {
         }
         session?.closeSoon()
     }
+
+    /// How many tasks wait in the process's queue (for tests).
+    var queuedInProcess: Int { state.withLock { $0.queue.count } }
 
     /// The server process id of the current session, if one is open.
     var serverProcessID: Int32? {

@@ -117,8 +117,19 @@ final class Session: Sendable {
     /// Closes the connection without waiting.
     func closeSoon() {
         lossReason.withLock { if $0 == nil { $0 = "closed by this process" } }
-        let future: EventLoopFuture<Void> = connection.close()
-        _ = future
+        Session.closeKeepingAlive(connection)
+    }
+
+    /// Starts closing `connection` and keeps it alive until it is closed (postgres-nio
+    /// requires a connection to be closed before it is deinitialized).
+    private static func closeKeepingAlive(_ connection: PostgresConnection) {
+        connection.closeFuture.whenComplete { _ in withExtendedLifetime(connection) {} }
+        let closing: EventLoopFuture<Void> = connection.close()
+        _ = closing
+    }
+
+    deinit {
+        if !connection.isClosed { Session.closeKeepingAlive(connection) }
     }
 
     /// Asks the server to cancel this session's running statement, from a second, short-lived
@@ -133,12 +144,19 @@ final class Session: Sendable {
             var options = options
             options.clientConnectionCheckInterval = nil
             let side = try await Session.open(configuration: configuration, options: options, connectTimeout: .seconds(10)) { _ in }
-            defer { side.closeSoon() }
-            let rows = try await side.query("""
-                SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
-                WHERE pid = \(serverProcessID) AND (extract(epoch FROM backend_start) * 1000000)::bigint = \(backendStart)
-                """)
-            return try rows.first?.decode(Bool.self) ?? false
+            let sent: Bool
+            do {
+                let rows = try await side.query("""
+                    SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                    WHERE pid = \(serverProcessID) AND (extract(epoch FROM backend_start) * 1000000)::bigint = \(backendStart)
+                    """)
+                sent = try rows.first?.decode(Bool.self) ?? false
+            } catch {
+                await side.close()
+                throw error
+            }
+            await side.close()
+            return sent
         } catch {
             logger.debug("interlock: cancel request failed: \(error)")
             return false
