@@ -13,6 +13,7 @@ extension PostgresSharedLock {
     ///
     /// - Warning: Not recursive: calling a `with…` method of the same lock inside the body can
     ///   wait for ever (a waiting writer keeps new shared holds out).
+    @discardableResult
     public func withShared<R>(
         isolation: isolated (any Actor)? = #isolation,
         _ body: (SharedHold) async throws -> R
@@ -23,6 +24,7 @@ extension PostgresSharedLock {
 
     /// Runs `body` holding the lock in shared mode if it can be had by `timeout`; throws
     /// ``PostgresLockError/timedOut`` otherwise (nothing held, nothing left queued).
+    @discardableResult
     public func withShared<R>(
         timeout: Duration,
         isolation: isolated (any Actor)? = #isolation,
@@ -34,6 +36,7 @@ extension PostgresSharedLock {
 
     /// Runs `body` holding the lock in shared mode if it is free now (one round trip when
     /// this process does not hold it already); returns nil, without waiting, if not.
+    @discardableResult
     public func withSharedIfAvailable<R>(
         isolation: isolated (any Actor)? = #isolation,
         _ body: (SharedHold) async throws -> R
@@ -46,6 +49,7 @@ extension PostgresSharedLock {
     ///
     /// - Warning: Not recursive: calling a `with…` method of the same lock inside the body
     ///   waits for ever.
+    @discardableResult
     public func withExclusive<R>(
         isolation: isolated (any Actor)? = #isolation,
         _ body: (ExclusiveHold) async throws -> R
@@ -56,6 +60,7 @@ extension PostgresSharedLock {
 
     /// Runs `body` holding the lock in exclusive mode if it can be had by `timeout`; throws
     /// ``PostgresLockError/timedOut`` otherwise (nothing held, nothing left queued).
+    @discardableResult
     public func withExclusive<R>(
         timeout: Duration,
         isolation: isolated (any Actor)? = #isolation,
@@ -67,6 +72,7 @@ extension PostgresSharedLock {
 
     /// Runs `body` holding the lock in exclusive mode if it is free now (one round trip);
     /// returns nil, without waiting, if not.
+    @discardableResult
     public func withExclusiveIfAvailable<R>(
         isolation: isolated (any Actor)? = #isolation,
         _ body: (ExclusiveHold) async throws -> R

@@ -407,7 +407,7 @@ final class LockCore: Sendable {
     /// Ends one hold. Returns nil when it ended cleanly, or why the session was lost while
     /// it was held.
     func release(_ record: HoldRecord) async -> String? {
-        enum Step { case done(String?), unlock(Session), drop(String) }
+        enum Step { case confirm(Session), unlock(Session), drop(String) }
         let step: Step = state.withLock { state in
             guard case .held(var held) = state.phase, held.generation == record.generation else {
                 preconditionFailure("Interlock misuse: a PostgresSharedLock hold was released twice, or outside its phase")
@@ -415,7 +415,7 @@ final class LockCore: Sendable {
             held.holders -= 1
             if held.holders > 0 {
                 state.phase = .held(held)
-                return .done(held.session.isLost ? held.session.lossDescription : nil)
+                return .confirm(held.session)
             }
             if held.session.isLost {
                 state.phase = .idle
@@ -426,8 +426,11 @@ final class LockCore: Sendable {
         }
         var loss: String?
         switch step {
-        case .done(let reason):
-            return reason
+        case .confirm(let session):
+            // Others of this process still hold: the session is not released, but whether it
+            // lived through this body must be asked (a round trip shared by the readers
+            // leaving at the same time).
+            return await session.confirmAlive() ? nil : session.lossDescription
         case .drop(let reason):
             loss = reason
         case .unlock(let session):

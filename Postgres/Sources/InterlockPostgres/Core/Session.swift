@@ -101,10 +101,78 @@ final class Session: Sendable {
     }
 
     private static func shielded(_ connection: PostgresConnection, logger: Logger, _ query: PostgresQuery) async throws -> [PostgresRow] {
-        let task = Task {
-            try await connection.query(query, logger: logger).collect()
+        // A statement written to a connection that closes at that instant may never be
+        // answered (the write fails before it reaches postgres-nio's handler, and its promise
+        // is never completed), so the close itself also ends the wait.
+        let outcome = Once<Result<[PostgresRow], any Error>>()
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[PostgresRow], any Error>) in
+            outcome.onResult { continuation.resume(with: $0) }
+            Task {
+                do {
+                    outcome.complete(.success(try await connection.query(query, logger: logger).collect()))
+                } catch {
+                    outcome.complete(.failure(error))
+                }
+            }
+            connection.closeFuture.whenComplete { _ in
+                outcome.complete(.failure(ConnectionClosed()))
+            }
         }
-        return try await task.value
+    }
+
+    // MARK: Confirming that the session lives
+
+    private struct Pings {
+        var running = false
+        /// Waiting for the ping in flight.
+        var current: [CheckedContinuation<Bool, Never>] = []
+        /// Arrived while a ping was in flight (which may have been sent before they asked):
+        /// they share the next one.
+        var next: [CheckedContinuation<Bool, Never>] = []
+    }
+    private let pings = Mutex(Pings())
+
+    /// Whether the session is alive *now*: one round trip (`SELECT 1`) sent after this call
+    /// began, shared by every caller that arrives while it is being prepared. A session that
+    /// answers after a hold's body ended held the lock through that body, since an advisory
+    /// lock leaves a live session only by an unlock.
+    func confirmAlive() async -> Bool {
+        if isLost { return false }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let start = pings.withLock { pings -> Bool in
+                if pings.running {
+                    pings.next.append(continuation)
+                    return false
+                }
+                pings.running = true
+                pings.current = [continuation]
+                return true
+            }
+            if start { ping() }
+        }
+    }
+
+    private func ping() {
+        Task {
+            let alive: Bool
+            do {
+                _ = try await self.query("SELECT 1")
+                alive = true
+            } catch {
+                self.noteLoss(Session.describe(error))
+                if !Session.isConnectionLoss(error) { self.closeSoon() }
+                alive = false
+            }
+            let (done, again) = self.pings.withLock { pings -> ([CheckedContinuation<Bool, Never>], Bool) in
+                let done = pings.current
+                pings.current = pings.next
+                pings.next = []
+                pings.running = !pings.current.isEmpty
+                return (done, pings.running)
+            }
+            for continuation in done { continuation.resume(returning: alive) }
+            if again { self.ping() }
+        }
     }
 
     /// Closes the connection (idempotent). A session closed here is not reported as lost
@@ -189,6 +257,7 @@ extension Session {
     /// Whether an error means the connection is gone (as opposed to a statement that failed
     /// on a live session).
     static func isConnectionLoss(_ error: any Error) -> Bool {
+        if error is ConnectionClosed { return true }
         guard let error = error as? PSQLError else { return false }
         switch error.code {
         case .serverClosedConnection, .clientClosedConnection, .connectionError, .uncleanShutdown, .messageDecodingFailure, .unexpectedBackendMessage:
@@ -228,4 +297,34 @@ extension Session {
         }
         return PostgresLockError.connectionLost(reason: describe(error))
     }
+}
+
+/// A result delivered once, to one handler, whichever of several sources completes first.
+final class Once<Value: Sendable>: Sendable {
+    private let state = Mutex<(value: Value?, handler: (@Sendable (Value) -> Void)?, done: Bool)>((nil, nil, false))
+
+    func onResult(_ handler: @escaping @Sendable (Value) -> Void) {
+        let ready: Value? = state.withLock { state in
+            if let value = state.value, !state.done { state.done = true; return value }
+            state.handler = handler
+            return nil
+        }
+        if let ready { handler(ready) }
+    }
+
+    func complete(_ value: Value) {
+        let handler: (@Sendable (Value) -> Void)? = state.withLock { state in
+            guard state.value == nil else { return nil }
+            state.value = value
+            guard let handler = state.handler, !state.done else { return nil }
+            state.done = true
+            return handler
+        }
+        handler?(value)
+    }
+}
+
+/// The connection closed before a statement was answered.
+struct ConnectionClosed: Error, CustomStringConvertible {
+    var description: String { "the connection closed before the server answered" }
 }
