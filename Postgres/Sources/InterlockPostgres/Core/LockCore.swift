@@ -84,6 +84,8 @@ final class LockCore: Sendable {
         var nextID: UInt64 = 1
         var generation: UInt64 = 0
         var session: Session?
+        /// Opening a session, shared by the acquirers that wait for it.
+        var opening: Task<Session, any Error>?
         var lastMode: LockMode?
         var closed = false
         var checkInFlight = false
@@ -344,39 +346,70 @@ final class LockCore: Sendable {
     }
 
     /// The session, opened (again) if there is none or it was lost.
+    ///
+    /// Opening runs in its own task, shared by every acquirer that needs it, and is not cut
+    /// short by the caller's deadline or cancellation: a caller that stops waiting gets
+    /// ``PostgresLockError/timedOut`` or `CancellationError`, and the session, once open,
+    /// serves the next acquisition (a short timeout must not doom every attempt to pay for a
+    /// connection it never finishes).
     private func currentSession(deadline: ContinuousClock.Instant?) async throws -> Session {
-        let existing: Session? = state.withLock { state in
-            if let session = state.session, !session.isLost { return session }
-            return nil
-        }
-        if let existing { return existing }
-        let old: Session? = state.withLock { state in
-            defer { state.session = nil }
-            return state.session
-        }
-        if let old { await old.close() }
-        let timeout = deadline.map { ContinuousClock.now.duration(to: $0) }
-        if let timeout, timeout <= .zero { throw PostgresLockError.timedOut }
-        let session: Session
-        do {
-            session = try await Session.open(configuration: configuration, options: options, connectTimeout: timeout) { [weak self] session in
-                self?.sessionLost(session)
+        enum Step { case ready(Session), wait(Task<Session, any Error>, old: Session?) }
+        let step: Step = state.withLock { state in
+            if let session = state.session, !session.isLost { return .ready(session) }
+            let old = state.session
+            state.session = nil
+            if let opening = state.opening { return .wait(opening, old: old) }
+            let opening = Task { [configuration, options] () async throws -> Session in
+                do {
+                    let session = try await Session.open(configuration: configuration, options: options, connectTimeout: nil) { [weak self] session in
+                        self?.sessionLost(session)
+                    }
+                    let closed = self.state.withLock { state in
+                        state.opening = nil
+                        if state.closed { return true }
+                        state.session = session
+                        return false
+                    }
+                    if closed {
+                        await session.close()
+                        throw PostgresLockError.closed
+                    }
+                    return session
+                } catch {
+                    self.state.withLock { $0.opening = nil }
+                    throw error
+                }
             }
-        } catch let error as PostgresLockError {
-            // A connect cut short by the caller's deadline is that deadline's timeout.
-            if case .connectionFailed = error, let deadline, deadline <= .now { throw PostgresLockError.timedOut }
-            throw error
+            state.opening = opening
+            return .wait(opening, old: old)
         }
-        let closed = state.withLock { state in
-            if state.closed { return true }
-            state.session = session
-            return false
+        switch step {
+        case .ready(let session):
+            return session
+        case .wait(let opening, let old):
+            if let old { old.closeSoon() }
+            return try await Self.value(of: opening, deadline: deadline)
         }
-        if closed {
-            await session.close()
-            throw PostgresLockError.closed
+    }
+
+    /// Waits for `task` until `deadline`, or until the caller is cancelled; the task goes on.
+    private static func value<T: Sendable>(of task: Task<T, any Error>, deadline: ContinuousClock.Instant?) async throws -> T {
+        let outcome = Once<Result<T, any Error>>()
+        let timer: Task<Void, Never>? = deadline.map { deadline in
+            Task {
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                if !Task.isCancelled { outcome.complete(.failure(PostgresLockError.timedOut)) }
+            }
         }
-        return session
+        defer { timer?.cancel() }
+        Task { outcome.complete(await task.result) }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                outcome.onResult { continuation.resume(with: $0) }
+            }
+        } onCancel: {
+            outcome.complete(.failure(CancellationError()))
+        }
     }
 
     /// Checks, once per session, that the fencing sequence exists, and creates it if not.
