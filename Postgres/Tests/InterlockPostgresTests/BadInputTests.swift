@@ -103,3 +103,56 @@ struct BadInputTests {
         await #expect(throws: PostgresLockError.closed) { try await lock.withShared { _ in } }
     }
 }
+
+@Suite("Misuse", .timeLimit(.minutes(1)))
+struct MisuseTests {
+    @Test("asking for exclusive mode inside a hold of the same lock, in the same task, traps")
+    func reentryTraps() async throws {
+        _ = try TestServer.configuration()
+        await #expect(processExitsWith: .failure) {
+            let lock = try TestServer.lock(TestServer.uniqueName("reentry"))
+            try await lock.withShared { _ in
+                try await lock.withExclusive { _ in }
+            }
+        }
+        await #expect(processExitsWith: .failure) {
+            let lock = try TestServer.lock(TestServer.uniqueName("reentry"))
+            try await lock.withExclusive { _ in
+                try await lock.withShared { _ in }
+            }
+        }
+    }
+
+    @Test("shared inside shared, from the same task, is allowed while no writer waits")
+    func sharedInShared() async throws {
+        let lock = try TestServer.lock(TestServer.uniqueName())
+        let value = try await lock.withShared { _ in try await lock.withShared { _ in 5 } }
+        #expect(value == 5)
+        // Inside an exclusive hold, the forms that do not wait for ever answer.
+        try await lock.withExclusive { _ in
+            let inner = try await lock.withSharedIfAvailable { _ in 1 }
+            #expect(inner == nil)
+            await #expect(throws: PostgresLockError.timedOut) { try await lock.withExclusive(timeout: .milliseconds(20)) { _ in } }
+        }
+        // The outer hold's record is kept: exclusive is available again afterwards.
+        #expect(try await lock.withExclusiveIfAvailable { _ in 6 } == 6)
+        await lock.close()
+    }
+
+    @Test("close() ends a wait at the server: the waiter gets closed, nothing stays queued")
+    func closeEndsServerWait() async throws {
+        let name = TestServer.uniqueName()
+        let holder = try TestServer.lock(name), waiter = try TestServer.lock(name)
+        try await TestServer.withConnection { admin in
+            try await holder.withExclusive { hold in
+                let waiting = Task { try await waiter.withExclusive { _ in } }
+                _ = try await admin.waitForLocks(holder.key) { $0.contains { !$0.granted } }
+                await waiter.close()
+                await #expect(throws: PostgresLockError.closed) { try await waiting.value }
+                let locks = try await admin.waitForLocks(holder.key) { $0.allSatisfy(\.granted) }
+                #expect(locks == [ServerLock(pid: hold.serverProcessID, mode: "ExclusiveLock", granted: true)])
+            }
+        }
+        await holder.close()
+    }
+}

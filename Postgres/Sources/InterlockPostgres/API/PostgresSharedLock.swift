@@ -19,9 +19,11 @@ import PostgresNIO
 /// **One session per lock per process.** The tasks of a process that share one
 /// `PostgresSharedLock` share one PostgreSQL session: a reader-writer gate in the process
 /// lets them in, and only the first holder in asks the server (one round trip) and the last
-/// one out releases there. A thousand local readers need one connection and, while they
-/// overlap, no round trip each. Make one instance per lock and share it; two instances of
-/// the same key in one process are two sessions, which is correct but costs twice.
+/// one out releases there. A thousand local readers need one connection, and join a held
+/// shared lock without a round trip. Make one instance per lock and share it; two instances
+/// of the same key in one process are two sessions, which is correct but costs twice. The
+/// session opens at the first acquisition (the `IfAvailable` forms too) and stays open,
+/// idle, between holds until ``close()``.
 ///
 /// **Fair.** Writer-preferring and phase-fair within the process (as `SharedLock`); across
 /// sessions PostgreSQL queues a new shared request behind a waiting exclusive one, and a
@@ -39,7 +41,13 @@ import PostgresNIO
 /// server's keepalives to give up), the server releases the lock and someone else may take
 /// it. The holder is told: ``SharedHold/isLost`` turns true as soon as the connection is
 /// seen closing, ``ExclusiveHold/verify()`` asks the server, and the scoped call throws
-/// ``PostgresLockError/sessionLost(_:)`` when the body returns. What no lock can do is stop
+/// ``PostgresLockError/sessionLost(_:)`` when the body returns. That last check is exact,
+/// for every holder: a scoped call returns normally only if the server answered on the
+/// session *after* the body ended — the unlock's answer for an exclusive hold and for the
+/// last reader out, a `SELECT 1` (one round trip, shared by the readers leaving at the same
+/// moment) for a reader who leaves while others of its process still hold. A session that
+/// answers then held the lock all along, since an advisory lock leaves a live session only
+/// by an unlock. What no lock can do is stop
 /// a holder that is paused (a stop-the-world pause, a suspended VM) and resumes, unaware,
 /// after its session expired: for that every exclusive hold carries a
 /// ``ExclusiveHold/fencingToken``, strictly larger for every later exclusive hold of the key,

@@ -93,6 +93,41 @@ final class LockCore: Sendable {
         var writersWaiting: Int { queue.reduce(0) { $0 + ($1.mode == .exclusive ? 1 : 0) } }
     }
 
+    // MARK: Misuse
+
+    /// The tasks inside a hold of this lock, by task identity, and their mode: re-entering
+    /// from the same task is misuse that would wait for ever (as `SharedLock` traps it).
+    private let holdingTasks = Mutex<[Int: LockMode]>([:])
+
+    private static var currentTask: Int? { withUnsafeCurrentTask { $0?.hashValue } }
+
+    /// Traps if the current task holds this lock in a way that makes `mode` wait for ever:
+    /// exclusive after anything (no recursion, no upgrade), shared after exclusive.
+    func checkReentry(_ mode: LockMode) {
+        guard let task = Self.currentTask, let held = holdingTasks.withLock({ $0[task] }) else { return }
+        if mode == .exclusive || held == .exclusive {
+            preconditionFailure("Interlock misuse: this task holds PostgresSharedLock \(key) in \(held) mode and asked for \(mode) mode; that waits for ever (no recursion, no upgrade: release first)")
+        }
+    }
+
+    func noteHolder(_ mode: LockMode) {
+        guard let task = Self.currentTask else { return }
+        holdingTasks.withLock { tasks in
+            // A shared hold nested in a shared hold keeps the outer entry.
+            if tasks[task] == nil { tasks[task] = mode }
+        }
+    }
+
+    func forgetHolder(nested: Bool) {
+        guard !nested, let task = Self.currentTask else { return }
+        holdingTasks.withLock { _ = $0.removeValue(forKey: task) }
+    }
+
+    func isHeldByCurrentTask() -> Bool {
+        guard let task = Self.currentTask else { return false }
+        return holdingTasks.withLock { $0[task] != nil }
+    }
+
     // MARK: Acquire
 
     /// Acquires `mode`, waiting until `deadline` (nil: no limit), or only if available now
@@ -325,7 +360,8 @@ final class LockCore: Sendable {
     private func failedAcquisition(_ error: any Error, session: Session, cancelled: Bool) async -> any Error {
         if Session.isConnectionLoss(error) || session.isLost {
             session.noteLoss(Session.describe(error))
-            return cancelled ? CancellationError() : PostgresLockError.connectionLost(reason: Session.describe(error))
+            if cancelled { return CancellationError() }
+            return isClosed ? PostgresLockError.closed : PostgresLockError.connectionLost(reason: Session.describe(error))
         }
         // The statement failed on a live session. A grant can race with the timeout or the
         // cancel (the lock is granted, then the statement fails): release everything.
@@ -533,21 +569,32 @@ final class LockCore: Sendable {
         }
     }
 
-    /// Fails every waiter and closes the session when nothing is held.
+    /// Fails every waiter, ends a wait at the server (by closing the session, which then
+    /// holds nothing), and closes the session when nothing is held.
     func close() async {
-        let (waiters, session): ([Waiter], Session?) = state.withLock { state in
+        let (waiters, session, interrupt): ([Waiter], Session?, Session?) = state.withLock { state in
             state.closed = true
             let waiters = state.queue
             state.queue.removeAll()
-            if case .idle = state.phase {
+            switch state.phase {
+            case .idle:
                 defer { state.session = nil }
-                return (waiters, state.session)
+                return (waiters, state.session, nil)
+            case .acquiring:
+                return (waiters, nil, state.session)
+            default:
+                return (waiters, nil, nil)
             }
-            return (waiters, nil)
         }
         for waiter in waiters { waiter.continuation.resume(throwing: PostgresLockError.closed) }
+        if let interrupt {
+            interrupt.noteLoss("closed by PostgresSharedLock.close()")
+            interrupt.closeSoon()
+        }
         if let session { await session.close() }
     }
+
+    private var isClosed: Bool { state.withLock { $0.closed } }
 
     /// For `deinit` of the public lock: close without waiting.
     func closeSoon() {
