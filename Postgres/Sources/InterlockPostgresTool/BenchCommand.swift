@@ -59,40 +59,39 @@ enum BenchCommand {
         let lock = try PostgresSharedLock(name: name, configuration: configuration)
         // Open the session and create the fencing sequence before timing.
         try await lock.withExclusive { _ in }
-        for (label, exclusive) in [("`PostgresSharedLock` shared", false), ("`PostgresSharedLock` exclusive (with fencing token)", true)] {
-            var samples: [UInt64] = []
-            samples.reserveCapacity(iterations)
-            for _ in 0..<iterations {
-                let start = nowNanoseconds()
-                if exclusive { try await lock.withExclusive { _ in } } else { try await lock.withShared { _ in } }
-                samples.append(nowNanoseconds() - start)
-            }
-            rows.append(Row(label: label, samples: samples))
-        }
-        await lock.close()
-
         // Raw statements on one postgres-nio connection, for what the protocol itself costs.
         let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
         let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
         let key = try AdvisoryKey(name: name).rawValue
-        let statements: [(String, [PostgresQuery])] = [
-            ("raw `SELECT 1` (one round trip)", ["SELECT 1"]),
-            ("raw `pg_advisory_lock_shared` + unlock", ["SELECT pg_advisory_lock_shared(\(key))::text", "SELECT pg_advisory_unlock_shared(\(key))"]),
-            ("raw `pg_advisory_lock` + unlock", ["SELECT pg_advisory_lock(\(key))::text", "SELECT pg_advisory_unlock(\(key))"]),
-        ]
-        for (label, queries) in statements {
-            var samples: [UInt64] = []
-            for _ in 0..<iterations {
-                let start = nowNanoseconds()
-                for query in queries { _ = try await connection.query(query, logger: logger).collect() }
-                samples.append(nowNanoseconds() - start)
-            }
-            rows.append(Row(label: label, samples: samples))
+        func raw(_ queries: [PostgresQuery]) -> @Sendable () async throws -> Void {
+            { for query in queries { _ = try await connection.query(query, logger: logger).collect() } }
         }
+        let cases: [(String, @Sendable () async throws -> Void)] = [
+            ("`PostgresSharedLock` shared", { try await lock.withShared { _ in } }),
+            ("`PostgresSharedLock` exclusive (with fencing token)", { try await lock.withExclusive { _ in } }),
+            ("raw `SELECT 1` (one round trip)", raw(["SELECT 1"])),
+            ("raw `pg_advisory_lock_shared` + unlock", raw(["SELECT pg_advisory_lock_shared(\(key))::text", "SELECT pg_advisory_unlock_shared(\(key))"])),
+            ("raw `pg_advisory_lock` + unlock", raw(["SELECT pg_advisory_lock(\(key))::text", "SELECT pg_advisory_unlock(\(key))"])),
+        ]
+        // Interleaved in rounds of 50, so that a busy moment of the machine falls on every row alike.
+        var samples = [[UInt64]](repeating: [], count: cases.count)
+        for _ in 0..<max(1, iterations / 50) {
+            for (index, (_, operation)) in cases.enumerated() {
+                for _ in 0..<50 {
+                    let start = nowNanoseconds()
+                    try await operation()
+                    samples[index].append(nowNanoseconds() - start)
+                }
+            }
+        }
+        for (index, (label, _)) in cases.enumerated() {
+            rows.append(Row(label: label, samples: samples[index]))
+        }
+        await lock.close()
         try await connection.close()
 
         let baseline = ["shared": rows[0].percentile(0.5), "exclusive": rows[1].percentile(0.5)]
-        say("Uncontended acquire + release, one task, loopback (\(iterations) pairs per PostgreSQL row; the named lock in batches of 1,000):")
+        say("Uncontended acquire + release, one task, loopback (\(max(1, iterations / 50) * 50) pairs per PostgreSQL row, interleaved in rounds of 50; the named lock in batches of 1,000):")
         say("")
         say("| lock | median | p99 | ÷ named lock (median) |")
         say("|:---|---:|---:|---:|")

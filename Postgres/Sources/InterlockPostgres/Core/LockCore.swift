@@ -319,8 +319,11 @@ final class LockCore: Sendable {
         let query = Statements.acquire(mode, key: key, lockTimeoutMilliseconds: lockTimeout, sequence: sequence)
         let cancel = CancelRequest()
         let result: Result<[PostgresRow], any Error> = await withTaskCancellationHandler {
-            let waiting = Task { try await session.query(query) }
-            return await waiting.result
+            do {
+                return .success(try await session.query(query))
+            } catch {
+                return .failure(error)
+            }
         } onCancel: {
             cancel.start { [configuration, options] in
                 let sent = await session.requestCancel(configuration: configuration, options: options)

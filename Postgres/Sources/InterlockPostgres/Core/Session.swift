@@ -68,6 +68,7 @@ final class Session: Sendable {
         let session = Session(connection: connection, serverProcessID: identity.0, backendStart: identity.1, logger: options.logger)
         connection.closeFuture.whenComplete { [weak session] _ in
             guard let session else { return }
+            session.failInFlight()
             let first = session.lossReason.withLock { reason -> Bool in
                 guard reason == nil else { return false }
                 reason = "the connection closed"
@@ -95,28 +96,61 @@ final class Session: Sendable {
         }
     }
 
-    /// Runs one statement and collects its rows, shielded from the caller's cancellation.
+    /// Runs one statement and collects its rows, out of reach of the caller's cancellation.
+    ///
+    /// A statement written to a connection that closes at that instant may never be answered
+    /// (the write fails before it reaches postgres-nio's handler, whose promise is then never
+    /// completed), so the close also ends the wait: every statement in flight is registered
+    /// here, and the session's close handler fails the ones still unanswered.
     func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
-        try await Session.shielded(connection, logger: logger, query)
-    }
-
-    private static func shielded(_ connection: PostgresConnection, logger: Logger, _ query: PostgresQuery) async throws -> [PostgresRow] {
-        // A statement written to a connection that closes at that instant may never be
-        // answered (the write fails before it reaches postgres-nio's handler, and its promise
-        // is never completed), so the close itself also ends the wait.
         let outcome = Once<Result<[PostgresRow], any Error>>()
+        let id: UInt64? = inFlight.withLock { inFlight in
+            guard !inFlight.closed else { return nil }
+            inFlight.nextID += 1
+            inFlight.waiting[inFlight.nextID] = outcome
+            return inFlight.nextID
+        }
+        guard let id else { throw ConnectionClosed() }
+        defer { inFlight.withLock { _ = $0.waiting.removeValue(forKey: id) } }
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[PostgresRow], any Error>) in
             outcome.onResult { continuation.resume(with: $0) }
-            Task {
-                do {
-                    outcome.complete(.success(try await connection.query(query, logger: logger).collect()))
-                } catch {
-                    outcome.complete(.failure(error))
-                }
-            }
-            connection.closeFuture.whenComplete { _ in
-                outcome.complete(.failure(ConnectionClosed()))
-            }
+            Session.send(query, on: connection, logger: logger, to: outcome)
+        }
+    }
+
+    /// Sends a statement through postgres-nio's future interface: its result arrives on the
+    /// event loop, with no task of its own for a cancellation to reach (and no hop to one).
+    private static func send(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger,
+                             to outcome: Once<Result<[PostgresRow], any Error>>) {
+        let result: EventLoopFuture<PostgresQueryResult> = connection.query(query, logger: logger)
+        result.whenComplete { outcome.complete($0.map(\.rows)) }
+    }
+
+    private struct InFlight {
+        var nextID: UInt64 = 0
+        var waiting: [UInt64: Once<Result<[PostgresRow], any Error>>] = [:]
+        var closed = false
+    }
+    private let inFlight = Mutex(InFlight())
+
+    /// Fails every statement still waiting for an answer (the connection closed).
+    private func failInFlight() {
+        let waiting = inFlight.withLock { inFlight in
+            inFlight.closed = true
+            defer { inFlight.waiting = [:] }
+            return Array(inFlight.waiting.values)
+        }
+        for outcome in waiting { outcome.complete(.failure(ConnectionClosed())) }
+    }
+
+    /// A statement on a connection that is not yet a session (once, while opening one); a
+    /// close also ends its wait, as in ``query(_:)``.
+    private static func shielded(_ connection: PostgresConnection, logger: Logger, _ query: PostgresQuery) async throws -> [PostgresRow] {
+        let outcome = Once<Result<[PostgresRow], any Error>>()
+        connection.closeFuture.whenComplete { _ in outcome.complete(.failure(ConnectionClosed())) }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[PostgresRow], any Error>) in
+            outcome.onResult { continuation.resume(with: $0) }
+            send(query, on: connection, logger: logger, to: outcome)
         }
     }
 
