@@ -36,6 +36,16 @@ enum BenchCommand {
         }
     }
 
+    /// Mean ns of `count` blocking acquire+release pairs. Synchronous on purpose: in an
+    /// `async` function `withShared { }` resolves to the async form.
+    static func timeBlockingPairs(_ lock: SharedLock, exclusive: Bool, count: Int) -> UInt64 {
+        let start = nowNanoseconds()
+        for _ in 0..<count {
+            if exclusive { lock.withExclusive {} } else { lock.withShared {} }
+        }
+        return (nowNanoseconds() - start) / UInt64(count)
+    }
+
     static func bench(iterations: Int, name: String) async throws {
         var rows: [Row] = []
 
@@ -46,11 +56,7 @@ enum BenchCommand {
             var samples: [UInt64] = []
             let batches = max(200, iterations / 10)
             for _ in 0..<batches {
-                let start = nowNanoseconds()
-                for _ in 0..<1000 {
-                    if exclusive { named.withExclusive {} } else { named.withShared {} }
-                }
-                samples.append((nowNanoseconds() - start) / 1000)
+                samples.append(timeBlockingPairs(named, exclusive: exclusive, count: 1000))
             }
             rows.append(Row(label: label, samples: samples))
         }
