@@ -93,7 +93,7 @@ if [ "$started" = 0 ]; then
 fi
 
 export PGPASSWORD="$admin_password"
-psql_admin() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"; }
+psql_admin() { "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"; }
 psql_admin -d postgres -c "CREATE ROLE interlock LOGIN PASSWORD '$user_password'" \
     -c "CREATE DATABASE interlock_test OWNER interlock" >/dev/null
 unset PGPASSWORD

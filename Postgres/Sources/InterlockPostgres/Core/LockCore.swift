@@ -292,6 +292,8 @@ final class LockCore: Sendable {
     /// session holding nothing when it does not return a grant.
     private func serverAcquire(_ mode: LockMode, deadline: ContinuousClock.Instant?, tryOnly: Bool) async throws -> (Session, Int64?)? {
         let session = try await currentSession(deadline: deadline)
+        // Cancelled before asking the server: nothing to undo there.
+        try Task.checkCancellation()
         if mode == .exclusive {
             try await ensureSequence(on: session)
         }
