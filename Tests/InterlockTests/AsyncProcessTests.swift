@@ -234,7 +234,7 @@ struct AsyncProcessTests {
         } catch {
             Proc.fail("\(error)")
         }
-        exit(0)
+        exitOnceWaitersStopped()
     }
 
     // MARK: No trace in the state word
@@ -307,7 +307,7 @@ struct AsyncProcessTests {
             if died[1] != 100 { Proc.fail("\(died[1]) of 100 tasks finished") }
             if died[0] != 1 { Proc.fail("\(died[0]) writers were told the previous holder died (expected 1)") }
             Proc.checkIdle(lock)
-            exit(0)
+            exitOnceWaitersStopped()
         }
     }
 
@@ -339,7 +339,7 @@ struct AsyncProcessTests {
             hold.release()
             do { try await all.value } catch { Proc.fail("\(error)") }
             Proc.checkIdle(lock)
-            exit(0)
+            exitOnceWaitersStopped()
         }
     }
 
@@ -373,7 +373,7 @@ struct AsyncProcessTests {
             if status != 0 { Proc.fail("the child exited \(status)") }
             if lock.withExclusiveIfAvailable({ true }) != true { Proc.fail("the parent's hold was not released") }
             Proc.checkIdle(lock)
-            exit(0)
+            exitOnceWaitersStopped()
         }
     }
 
@@ -416,7 +416,7 @@ struct AsyncProcessTests {
             do { try await all.value } catch { Proc.fail("\(error)") }
             locks.removeAll()
             guard await eventually({ running() == 0 }) else { Proc.fail("\(running()) waiter threads outlived their locks") }
-            exit(0)
+            exitOnceWaitersStopped()
         }
     }
 
@@ -450,7 +450,7 @@ struct AsyncProcessTests {
             hold.release()
             _ = try? await task.value
             Proc.writeError("no trap")
-            exit(0)
+            exitOnceWaitersStopped()
         }
         let stderr = result.map { String(decoding: $0.standardErrorContent, as: UTF8.self) } ?? ""
         #expect(stderr.contains("Interlock misuse"), "stderr: \(stderr)")
@@ -481,7 +481,11 @@ struct AsyncProcessTests {
             guard await eventually(within: .seconds(30), { running() == 0 }) else { Proc.fail("the idle waiter thread did not stop") }
             // And starts again on the next need.
             await waitOnce(kept)
-            exit(0)
+            // Exit only once it has stopped again: `exit` runs the process's destructors
+            // while a lingering waiter thread would still run (under the thread sanitizer,
+            // a race report at exit: exit code 66).
+            guard await eventually(within: .seconds(30), { running() == 0 }) else { Proc.fail("the idle waiter thread did not stop") }
+            exitOnceWaitersStopped()
         }
     }
 }

@@ -88,3 +88,11 @@ func thrownError<R>(isolation: isolated (any Actor)? = #isolation, _ body: () as
     do { _ = try await body() } catch { return error }
     return nil
 }
+
+/// Exits 0 once no async waiter thread runs (at most 5 s; an idle one stops after 1 s):
+/// `exit` runs the process's destructors, which a still-running waiter thread would race
+/// with (a thread-sanitizer report at exit, exit code 66).
+func exitOnceWaitersStopped() -> Never {
+    _ = waitUntil(for: .seconds(5)) { AsyncWaiter.runningThreads.load(ordering: .relaxed) == 0 }
+    exit(0)
+}
