@@ -49,7 +49,14 @@ final class AsyncRequest: @unchecked Sendable {
     /// Resumed once the lock is held for the task (or with the error that ends the wait).
     var acquired: UnsafeContinuation<Void, any Error>?
     /// Shared mode: the readers granted together, who share one hold.
-    var batch: SharedBatch?
+    var batch: SharedBatch? {
+        get { batchBox.withLock { $0 } }
+        set { batchBox.withLock { $0 = newValue } }
+    }
+    /// Behind a mutex: the thread sanitizer does not see every resumption path as ordering
+    /// the waiter thread's write before the task's read (a report in CI), so the order is
+    /// made explicit. Off the free-lock path: only granted shared requests touch it.
+    private let batchBox = Mutex<SharedBatch?>(nil)
     /// Links in the waiter's queue.
     var previous: AsyncRequest?
     var next: AsyncRequest?
